@@ -1,0 +1,434 @@
+/* deliver: stores one message durably in local Maildirs and the queue,
+ * all or nothing.  See dopis-deliver(8).
+ *
+ * fd 0 is the message, fd 1 the envelope (read, not written), fd 2
+ * the log.  The message is streamed into the first copy while it is
+ * read (constant memory whatever its size); every other copy is made
+ * from that file.  Nothing becomes visible before every copy is on
+ * disk and fsynced, and a failure at any point removes everything. */
+#include <sys/types.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <buffer.h>
+#include <byte.h>
+#include <str.h>
+#include <stralloc.h>
+#include "config.h"
+#include "envelope.h"
+#include "fsync.h"
+#include "id.h"
+#include "log.h"
+#include "queue.h"
+#include "route.h"
+#include "maildir.h"
+
+#define DELIVER_MAXID 64   /* the id names queue files */
+
+struct deliver_copy {
+  struct maildir_file f;
+  const struct route_target *t;
+  unsigned long long size;   /* of the whole file */
+};
+
+static struct config conf;
+static stralloc mailroot;      /* NUL-terminated, no trailing / */
+static stralloc queuedir;      /* NUL-terminated */
+static stralloc id;            /* NUL-terminated */
+static stralloc sender;        /* NUL-terminated */
+static stralloc params;        /* NUL-terminated texts */
+static struct route_list targets;
+static struct deliver_copy *copies;
+static size_t ncopies;         /* of them created so far */
+static size_t nlocal, nremote;
+static struct queue_msg queue;
+static int queued;             /* queue_open was called */
+static stralloc why;
+static char envspace[4096];
+static buffer env;
+
+/* Best effort: nothing of this message stays behind. */
+static void deliver_undo(void)
+{
+  for (size_t i = 0; i < ncopies; i++) maildir_undo(&copies[i].f);
+  if (queued) queue_undo(&queue);
+}
+
+/* One log line, everything removed, exit.  reason may be NULL: then
+ * it is in why. */
+static void __attribute__((noreturn))
+deliver_fail(int status, const char *event, const char *reason,
+             const char *rcpt, size_t rcptlen)
+{
+  deliver_undo();
+  log_start();
+  if (id.len) log_str("id", id.s);
+  log_str("event", event);
+  log_ulong("status", (unsigned long)status);
+  if (rcpt) log_buf("rcpt", rcpt, rcptlen);
+  if (reason) log_str("reason", reason);
+  else log_buf("reason", why.s, why.len);
+  log_end();
+  exit(status);
+}
+
+static void __attribute__((noreturn)) deliver_nomem(void)
+{
+  deliver_fail(EX_TEMPFAIL, "failed", "out of memory", NULL, 0);
+}
+
+/* Text that goes into header lines and file names never holds control
+ * bytes: a CR or LF in the sender would forge header lines. */
+static int deliver_textok(const char *s, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < ' ' || c == 127) return 0;
+  }
+  return 1;
+}
+
+/* The id names files: letters, digits and dots, never "." or "..". */
+static int deliver_idok(const char *s, size_t len)
+{
+  if (len == 0 || len > DELIVER_MAXID || s[0] == '.') return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+static void deliver_route(const char *rcpt, size_t len)
+{
+  switch (route_resolve(&conf, rcpt, len, &targets)) {
+  case ROUTE_OK:
+  case ROUTE_REMOTE:
+    return;
+  case ROUTE_UNKNOWN:
+    deliver_fail(EX_NOUSER, "failed", "unknown recipient", rcpt, len);
+  case ROUTE_LOOP:
+    deliver_fail(EX_NOUSER, "failed", "alias loop", rcpt, len);
+  case ROUTE_TOOMANY:
+    deliver_fail(EX_DATAERR, "failed", "too many targets", rcpt, len);
+  case ROUTE_NOMEM:
+    deliver_nomem();
+  }
+  deliver_fail(EX_TEMPFAIL, "failed", "route", rcpt, len);
+}
+
+/* The envelope section: I? F P* (T N? O?)+ and the empty record. */
+static void deliver_readenvelope(void)
+{
+  static stralloc rec;
+  enum { NONE, ID, FROM, PARAM, RCPT } stage = NONE;
+  size_t lastfirst = 0;
+
+  for (;;) {
+    int r = envelope_get(&env, &rec, ENVELOPE_MAXRECORD);
+    const char *s;
+    size_t len;
+    if (r == -1)
+      deliver_fail(EX_DATAERR, "failed", "envelope cut short or record too long",
+                   NULL, 0);
+    if (r == 0) break;
+    s = rec.s + 1;
+    len = rec.len - 1;
+    switch (rec.s[0]) {
+    case 'I':
+      if (stage != NONE || !deliver_idok(s, len))
+        deliver_fail(EX_DATAERR, "failed", "bad I record", NULL, 0);
+      if (!stralloc_copyb(&id, s, len) || !stralloc_0(&id)) deliver_nomem();
+      stage = ID;
+      break;
+    case 'F':
+      if (stage > ID || !deliver_textok(s, len))
+        deliver_fail(EX_DATAERR, "failed", "bad F record", NULL, 0);
+      if (!stralloc_copyb(&sender, s, len) || !stralloc_0(&sender))
+        deliver_nomem();
+      stage = FROM;
+      break;
+    case 'P':
+      if (stage < FROM || stage > PARAM || len == 0 || !deliver_textok(s, len))
+        deliver_fail(EX_DATAERR, "failed", "bad P record", NULL, 0);
+      if (!stralloc_catb(&params, s, len) || !stralloc_0(&params))
+        deliver_nomem();
+      stage = PARAM;
+      break;
+    case 'T':
+      if (stage < FROM || len == 0 || !deliver_textok(s, len))
+        deliver_fail(EX_DATAERR, "failed", "bad T record", NULL, 0);
+      lastfirst = targets.n;
+      deliver_route(s, len);
+      stage = RCPT;
+      break;
+    case 'N':
+    case 'O':
+      /* DSN NOTIFY / ORCPT of the recipient just read: they go with
+       * every target it expanded into (not with ones an earlier
+       * recipient already produced) */
+      if (stage != RCPT || len == 0 || !deliver_textok(s, len))
+        deliver_fail(EX_DATAERR, "failed", "bad N or O record", NULL, 0);
+      for (size_t i = lastfirst; i < targets.n; i++) {
+        char **f = rec.s[0] == 'N' ? &targets.t[i].notify : &targets.t[i].orcpt;
+        if (*f) deliver_fail(EX_DATAERR, "failed", "N or O record twice", NULL, 0);
+        if (!(*f = malloc(len + 1))) deliver_nomem();
+        byte_copy(*f, len, s);
+        (*f)[len] = 0;
+      }
+      break;
+    default:
+      deliver_fail(EX_DATAERR, "failed", "unknown record", NULL, 0);
+    }
+  }
+  if (stage != RCPT)
+    deliver_fail(EX_DATAERR, "failed", "no sender or no recipient", NULL, 0);
+}
+
+/* Reads the message from fd 0 into fd (-1: nowhere).  Returns its size. */
+static unsigned long long deliver_stream(int fd, const char *path)
+{
+  static char buf[65536];
+  unsigned long long n = 0;
+  for (;;) {
+    ssize_t r = read(0, buf, sizeof buf);
+    if (r == -1) {
+      if (errno == EINTR) continue;
+      fsync_why(&why, "read", "message");
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+    }
+    if (r == 0) return n;
+    if (fd != -1 && fsync_writeall(fd, buf, (size_t)r) == -1) {
+      fsync_why(&why, "write", path);
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+    }
+    n += (unsigned long long)r;
+  }
+}
+
+/* The commit record Z<size>, then the end of fd 1.  Anything else
+ * means the sender changed its mind: nothing may be delivered. */
+static void deliver_commit(unsigned long long size)
+{
+  static stralloc rec;
+  unsigned long long z = 0;
+  char c;
+  int r = envelope_get(&env, &rec, 32);
+
+  if (r != 1 || rec.s[0] != 'Z' || rec.len < 2 || rec.len > 21)
+    deliver_fail(EX_TEMPFAIL, "aborted", "no commit record", NULL, 0);
+  for (size_t i = 1; i < rec.len; i++) {
+    unsigned int d = (unsigned char)rec.s[i] - '0';
+    if (d > 9 || z > (~0ULL - d) / 10)
+      deliver_fail(EX_TEMPFAIL, "aborted", "bad commit record", NULL, 0);
+    z = z * 10 + d;
+  }
+  if (z != size)
+    deliver_fail(EX_TEMPFAIL, "aborted", "size differs from commit record",
+                 NULL, 0);
+  if (buffer_get(&env, &c, 1) != 0)
+    deliver_fail(EX_TEMPFAIL, "aborted", "data after commit record", NULL, 0);
+}
+
+/* Where fsync_mkdirs must stop: a Maildir under mailroot may be
+ * created below mailroot; any other needs its parent to exist. */
+static size_t deliver_keep(const char *path)
+{
+  size_t n = str_len(path), m = mailroot.len - 1;
+  while (n > 1 && path[n - 1] == '/') n--;
+  if (m > 1 && n > m && path[m] == '/' && byte_equal(path, m, mailroot.s))
+    return m;
+  while (n > 0 && path[n - 1] != '/') n--;
+  return n;
+}
+
+/* Opens the copy's file in tmp/ and writes its two header lines.
+ * Returns the fd. */
+static int deliver_open(struct deliver_copy *c, size_t *hdrlen)
+{
+  static stralloc h;
+  int fd = maildir_open(&c->f, c->t->maildir, deliver_keep(c->t->maildir),
+                        &why);
+  ncopies++;   /* from here on deliver_undo knows it */
+  if (fd == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, c->t->addr,
+                             str_len(c->t->addr));
+  if (!stralloc_copys(&h, "Return-Path: <") ||
+      !stralloc_catb(&h, sender.s, sender.len - 1) ||
+      !stralloc_cats(&h, ">\nDelivered-To: ") ||
+      !stralloc_cats(&h, c->t->addr) || !stralloc_cats(&h, "\n"))
+    deliver_nomem();
+  if (fsync_writeall(fd, h.s, h.len) == -1) {
+    fsync_why(&why, "write", c->f.tmp.s);
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+  *hdrlen = h.len;
+  return fd;
+}
+
+static void deliver_hostname(void)
+{
+  char h[256];
+  if (conf.hostname.len) {
+    if (maildir_init(conf.hostname.s, conf.hostname.len)) return;
+    deliver_nomem();
+  }
+  if (gethostname(h, sizeof h) == -1) byte_copy(h, 10, "localhost");
+  h[sizeof h - 1] = 0;
+  if (!maildir_init(h, str_len(h))) deliver_nomem();
+}
+
+static void deliver_setup(void)
+{
+  size_t n;
+
+  /* a log reader that went away must not kill us half-way */
+  signal(SIGPIPE, SIG_IGN);
+  log_init("deliver");
+  if (!config_load(&conf, &why))
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  deliver_hostname();
+  n = conf.mailroot.len;
+  while (n > 1 && conf.mailroot.s[n - 1] == '/') n--;
+  if (!stralloc_copyb(&mailroot, conf.mailroot.s, n) || !stralloc_0(&mailroot) ||
+      !stralloc_copy(&queuedir, &conf.queue) || !stralloc_0(&queuedir))
+    deliver_nomem();
+}
+
+int main(void)
+{
+  static const int sigs[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT };
+  unsigned long long size, bodyoff = 0;
+  size_t hdrlen = 0, qkeep;
+  int primary = -1, qfd = -1;
+  sigset_t set;
+
+  deliver_setup();
+  buffer_init(&env, read, 1, envspace, sizeof envspace);
+  deliver_readenvelope();
+  if (!id.len) {
+    char made[ID_LEN];
+    id_make(made);
+    if (!stralloc_copys(&id, made) || !stralloc_0(&id)) deliver_nomem();
+  }
+  for (size_t i = 0; i < targets.n; i++)
+    if (targets.t[i].maildir) nlocal++;
+    else nremote++;
+  if (nlocal) {
+    copies = calloc(nlocal, sizeof *copies);
+    if (!copies) deliver_nomem();
+    for (size_t i = 0, j = 0; i < targets.n; i++)
+      if (targets.t[i].maildir) copies[j++].t = &targets.t[i];
+  }
+  qkeep = queuedir.len - 1;
+  while (qkeep > 0 && queuedir.s[qkeep - 1] == '/') qkeep--;  /* "q/" */
+  while (qkeep > 0 && queuedir.s[qkeep - 1] != '/') qkeep--;  /* its parent */
+
+  /* the first copy is written while the message is read: a Maildir
+   * file when there is a local recipient, else the queue's */
+  if (nlocal) {
+    primary = deliver_open(&copies[0], &hdrlen);
+    bodyoff = hdrlen;
+  } else if (nremote) {
+    queued = 1;
+    primary = queue_open(&queue, queuedir.s, qkeep, id.s, &why);
+    if (primary == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+  size = deliver_stream(primary, nlocal ? copies[0].f.tmp.s
+                                        : nremote ? queue.tmpmess.s : "");
+  deliver_commit(size);
+  if (nlocal) copies[0].size = hdrlen + size;
+
+  /* every other copy comes from the first file */
+  for (size_t i = 1; i < nlocal; i++) {
+    int fd = deliver_open(&copies[i], &hdrlen);
+    if (fsync_copy(fd, primary, (off_t)bodyoff, size) == -1) {
+      fsync_why(&why, "write", copies[i].f.tmp.s);
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+    }
+    if (fsync_close(fd) == -1) {
+      fsync_why(&why, "fsync", copies[i].f.tmp.s);
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+    }
+    copies[i].size = hdrlen + size;
+  }
+  if (nremote) {
+    if (nlocal) {
+      queued = 1;
+      qfd = queue_open(&queue, queuedir.s, qkeep, id.s, &why);
+      if (qfd == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+      if (fsync_copy(qfd, primary, (off_t)bodyoff, size) == -1) {
+        fsync_why(&why, "write", queue.tmpmess.s);
+        deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+      }
+    } else {
+      qfd = primary;
+      primary = -1;
+    }
+    if (queue_putmess(&queue, qfd, &why) == -1 ||
+        queue_putinfo(&queue, id.s, sender.s, sender.len - 1, &params,
+                      &targets, &why) == -1)
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+  if (primary != -1 && fsync_close(primary) == -1) {
+    fsync_why(&why, "fsync", copies[0].f.tmp.s);
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+
+  /* Everything is on disk.  From here the moves and the commit are
+   * one step: no signal may cut it in two. */
+  sigemptyset(&set);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    sigaddset(&set, sigs[i]);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
+    fsync_why(&why, "sigprocmask", NULL);
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+  for (size_t i = 0; i < nlocal; i++)
+    if (maildir_move(&copies[i].f, copies[i].size, &why) == -1)
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  for (size_t i = 0; i < nlocal; i++) {
+    size_t j = 0;
+    /* fsync each new/ once */
+    while (j < i && !(copies[j].f.dir.len == copies[i].f.dir.len &&
+                      byte_equal(copies[j].f.dir.s, copies[i].f.dir.len,
+                                 copies[i].f.dir.s)))
+      j++;
+    if (j == i && maildir_syncnew(&copies[i].f, &why) == -1)
+      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+  if (nremote && queue_commit(&queue, &why) == -1)
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+
+  for (size_t i = 0; i < nlocal; i++) {
+    log_start();
+    log_str("id", id.s);
+    log_str("event", "delivered");
+    log_str("rcpt", copies[i].t->addr);
+    log_buf("maildir", copies[i].f.dir.s, copies[i].f.dir.len);
+    log_ulong("size", (unsigned long)copies[i].size);
+    log_end();
+  }
+  for (size_t i = 0; i < targets.n; i++) {
+    if (targets.t[i].maildir) continue;
+    log_start();
+    log_str("id", id.s);
+    log_str("event", "queued");
+    log_str("rcpt", targets.t[i].addr);
+    log_str("qid", queue.qid.s);
+    log_ulong("size", (unsigned long)size);
+    log_end();
+  }
+  log_start();
+  log_str("id", id.s);
+  log_str("event", "done");
+  log_buf("from", sender.s, sender.len - 1);
+  log_ulong("local", (unsigned long)nlocal);
+  log_ulong("remote", (unsigned long)nremote);
+  log_ulong("size", (unsigned long)size);
+  log_end();
+  return 0;
+}

@@ -1,0 +1,70 @@
+/* The configuration directory ($DOPIS_CONF, default /etc/dopis):
+ * dopis.conf plus the list files localdomains, users, aliases,
+ * restricted and relayclients.  Everything is loaded once, at start,
+ * into sorted tables; lookups are binary searches. */
+#ifndef DOPIS_CONFIG_H
+#define DOPIS_CONFIG_H
+
+#include <stddef.h>
+#include <stralloc.h>
+
+#define CONFIG_DEFAULT_DIR "/etc/dopis"
+
+/* One entry of a list file: key is lower-cased where matching is
+ * case-insensitive; value is the rest of the line (users: the Maildir
+ * path, "" for the default; aliases: targets separated by NUL bytes). */
+struct config_entry {
+  char *key;
+  char *value;
+  size_t valuelen;
+};
+
+struct config_table {
+  struct config_entry *e;
+  size_t n, a;
+};
+
+struct config_net {
+  unsigned char addr[16];   /* IPv4 is stored as ::ffff:a.b.c.d */
+  unsigned int prefix;      /* in bits, of the 128-bit form */
+};
+
+struct config {
+  stralloc dir;             /* the configuration directory, no trailing / */
+  stralloc hostname;
+  stralloc mailroot;        /* absolute */
+  stralloc queue;           /* absolute */
+  stralloc deliver;         /* absolute path of the delivery program */
+  stralloc firstdomain;     /* first line of localdomains: <Postmaster> */
+  unsigned long max_message_size;
+  unsigned long max_recipients;
+  unsigned long timeout;
+  struct config_table localdomains; /* key: domain */
+  struct config_table users;        /* key: local@domain, value: Maildir or "" */
+  struct config_table aliases;      /* key: local@domain or @domain */
+  struct config_table restricted;   /* key: local@domain or @domain */
+  struct config_net *relayclients;
+  size_t nrelayclients;
+};
+
+/* Loads everything.  Returns 1, or 0 with err holding one line
+ * "file:line: problem" (or "file: problem") without a newline. */
+int config_load(struct config *c, stralloc *err);
+void config_free(struct config *c);
+
+/* Exact lookup of a lower-case key; NULL when absent. */
+const struct config_entry *config_find(const struct config_table *t,
+                                       const char *key, size_t len);
+
+int config_islocaldomain(const struct config *c, const char *dom, size_t len);
+/* addr is local@domain (any case); true when the address or its
+ * domain is listed in restricted. */
+int config_isrestricted(const struct config *c, const char *addr, size_t len);
+/* ip: 16 bytes, IPv4 mapped as ::ffff:a.b.c.d */
+int config_isrelayclient(const struct config *c, const unsigned char ip[16]);
+
+/* Parses a textual IPv4 or IPv6 address into the 16-byte form.
+ * Returns 1 on success. */
+int config_parseip(const char *s, unsigned char ip[16]);
+
+#endif

@@ -1,0 +1,914 @@
+/* smtpd: one SMTP session on fd 0 (in) and fd 1 (out), started per
+ * connection by tcpserver, systemd (Accept=yes) or inetd.  It parses
+ * hostile input and does nothing else: every accepted message goes
+ * through a pipe to deliver, and 250 is said only after deliver has
+ * stored it durably.  See dopis-smtpd(8). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <buffer.h>
+#include <byte.h>
+#include <case.h>
+#include <fmt.h>
+#include <scan.h>
+#include <str.h>
+#include <stralloc.h>
+#include "address.h"
+#include "config.h"
+#include "envelope.h"
+#include "id.h"
+#include "log.h"
+#include "route.h"
+#include "smtpd.h"
+#include "xtext.h"
+
+extern char **environ;
+
+#define LINE_MAX_RFC 512     /* RFC 5321 4.5.3.1.4, with CRLF */
+#define LINE_MAX_MAIL (512 + 26 + 100)  /* + RFC 1870 SIZE, RFC 3461 RET/ENVID */
+#define LINE_MAX_RCPT (512 + 500)       /* + RFC 3461 NOTIFY/ORCPT */
+#define ENVID_MAX 100
+#define LINE_BUF 1024
+#define MAX_ERRORS 20
+
+enum state { S_GREET, S_READY, S_MAIL, S_RCPT, S_BDAT };
+
+static struct config cfg;
+static char session[ID_LEN];
+static const char *remoteip;     /* NULL: a local client on a pipe */
+static const char *remotehost;
+static int relayok;
+static int errors;
+static unsigned long messages;
+
+static enum state state = S_GREET;
+static int esmtp;
+static stralloc helo;
+
+/* the transaction */
+static stralloc sender;
+static stralloc rcpts;           /* envelope records: T<addr>, N<notify>, O<orcpt> */
+static stralloc firstrcpt;
+static stralloc envid;           /* xtext, as sent */
+static int ret;                  /* 0, 'F'ULL or 'H'DRS */
+static unsigned long nrcpts;
+static int smtputf8, binarymime, eightbit;
+static char msgid[ID_LEN];
+
+/* the deliver child while a message streams to it */
+static pid_t child = -1;
+static int msgfd = -1, envfd = -1;
+static buffer msgbuf;
+static char msgspace[65536];
+static struct data data;
+
+static char inspace[8192], outspace[8192];
+static ssize_t smtpd_read(int fd, char *buf, size_t len);
+static ssize_t smtpd_write(int fd, const char *buf, size_t len);
+static buffer in = BUFFER_INIT(smtpd_read, 0, inspace, sizeof inspace);
+static buffer out = BUFFER_INIT(smtpd_write, 1, outspace, sizeof outspace);
+
+static void smtpd_exit(int code) __attribute__((noreturn));
+
+/* ---- replies: every reply goes through here ---- */
+
+static void reply_put(const char *s)
+{
+  if (buffer_puts(&out, s) == -1) smtpd_exit(EX_IOERR);
+}
+
+/* code "250", enhanced "2.1.0" (or NULL), then text pieces; cont says
+ * more lines follow ("250-"). */
+static void reply_line(const char *code, int cont, const char *enh, const char *t1, const char *t2)
+{
+  reply_put(code);
+  reply_put(cont ? "-" : " ");
+  if (enh) { reply_put(enh); reply_put(" "); }
+  if (t1) reply_put(t1);
+  if (t2) reply_put(t2);
+  reply_put("\r\n");
+}
+
+static void reply(const char *code, const char *enh, const char *text)
+{
+  reply_line(code, 0, enh, text, NULL);
+  if ((code[0] == '4' || code[0] == '5') && str_diff(code, "421") && ++errors >= MAX_ERRORS) {
+    reply_line("421", 0, "4.7.0", cfg.hostname.s, " Too many errors, closing connection");
+    log_start();
+    log_str("session", session);
+    log_str("event", "too-many-errors");
+    log_end();
+    smtpd_exit(0);
+  }
+}
+
+/* ---- input and output with a timeout; output is flushed whenever
+ * input would have to be waited for (RFC 2920 pipelining) ---- */
+
+static void smtpd_timeout(void) __attribute__((noreturn));
+static void smtpd_timeout(void)
+{
+  reply_line("421", 0, "4.4.2", cfg.hostname.s, " Timeout, closing connection");
+  log_start();
+  log_str("session", session);
+  log_str("event", "timeout");
+  log_end();
+  smtpd_exit(0);
+}
+
+static int smtpd_wait(int fd, short ev)
+{
+  struct pollfd p = { fd, ev, 0 };
+  int ms = cfg.timeout ? (int)(cfg.timeout * 1000) : 300000;
+  for (;;) {
+    int r = poll(&p, 1, ms);
+    if (r > 0) return 1;
+    if (r == 0) return 0;
+    if (errno != EINTR) return 1;  /* let the read or write report it */
+  }
+}
+
+static ssize_t smtpd_read(int fd, char *buf, size_t len)
+{
+  ssize_t r;
+  if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
+  if (!smtpd_wait(fd, POLLIN)) smtpd_timeout();
+  do r = read(fd, buf, len); while (r == -1 && errno == EINTR);
+  return r;
+}
+
+static ssize_t smtpd_write(int fd, const char *buf, size_t len)
+{
+  ssize_t r;
+  if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; return -1; }
+  do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
+  return r;
+}
+
+/* ---- the deliver child ---- */
+
+static ssize_t smtpd_pipewrite(int fd, const char *buf, size_t len)
+{
+  ssize_t r;
+  do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
+  return r;
+}
+
+static int deliver_start(void)
+{
+  int m[2], e[2];
+  posix_spawn_file_actions_t fa;
+  char *argv[] = { cfg.deliver.s, NULL };
+  buffer eb;
+  char espace[4096];
+  int ok;
+
+  if (pipe2(m, O_CLOEXEC) == -1) return 0;
+  if (pipe2(e, O_CLOEXEC) == -1) { close(m[0]); close(m[1]); return 0; }
+  if (posix_spawn_file_actions_init(&fa) != 0) goto fail;
+  /* deliver reads the message on fd 0 and the envelope on fd 1 */
+  ok = posix_spawn_file_actions_adddup2(&fa, m[0], 0) == 0 &&
+       posix_spawn_file_actions_adddup2(&fa, e[0], 1) == 0;
+  if (ok) {
+    int r = posix_spawn(&child, cfg.deliver.s, &fa, NULL, argv, environ);
+    if (r != 0) { errno = r; ok = 0; }
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  if (!ok) { child = -1; goto fail; }
+  close(m[0]);
+  close(e[0]);
+  msgfd = m[1];
+  envfd = e[1];
+
+  buffer_init(&eb, smtpd_pipewrite, envfd, espace, sizeof espace);
+  ok = envelope_put(&eb, 'I', msgid, str_len(msgid)) && envelope_put(&eb, 'F', sender.s, sender.len);
+  if (ok && binarymime) ok = envelope_put(&eb, 'P', "BODY=BINARYMIME", 15);
+  else if (ok && eightbit) ok = envelope_put(&eb, 'P', "BODY=8BITMIME", 13);
+  if (ok && smtputf8) ok = envelope_put(&eb, 'P', "SMTPUTF8", 8);
+  if (ok && ret) ok = envelope_put(&eb, 'P', ret == 'F' ? "RET=FULL" : "RET=HDRS", 8);
+  if (ok && envid.len) ok = buffer_put(&eb, "PENVID=", 7) == 0 && buffer_put(&eb, envid.s, envid.len) == 0 &&
+                            buffer_put(&eb, "", 1) == 0;
+  /* the recipients are kept as records already */
+  if (ok) ok = buffer_put(&eb, rcpts.s, rcpts.len) == 0;
+  if (ok) ok = buffer_put(&eb, "", 1) == 0 && buffer_flush(&eb) == 0;
+  buffer_init(&msgbuf, smtpd_pipewrite, msgfd, msgspace, sizeof msgspace);
+  return 1;  /* an envelope write error shows up as deliver's exit status */
+fail:
+  close(m[0]); close(m[1]); close(e[0]); close(e[1]);
+  return 0;
+}
+
+static int deliver_wait(void)
+{
+  int status;
+  pid_t r;
+  if (child == -1) return -1;
+  do r = waitpid(child, &status, 0); while (r == -1 && errno == EINTR);
+  child = -1;
+  if (r == -1) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return -1;
+}
+
+/* Closes the pipes without the commit record: deliver removes what it
+ * wrote.  Waited for, so that nothing runs on behind the session. */
+static void deliver_abort(void)
+{
+  if (msgfd != -1) close(msgfd);
+  if (envfd != -1) close(envfd);
+  msgfd = envfd = -1;
+  if (child != -1) deliver_wait();
+}
+
+/* Ends the message, commits it, and returns deliver's exit status. */
+static int deliver_commit(unsigned long size)
+{
+  char rec[1 + FMT_ULONG + 1];
+  size_t n = 0;
+  int ok;
+  ok = buffer_flush(&msgbuf) == 0;
+  close(msgfd);
+  msgfd = -1;
+  rec[n++] = 'Z';
+  n += fmt_ulong(rec + n, size);
+  rec[n++] = 0;
+  if (ok) ok = smtpd_pipewrite(envfd, rec, n) == (ssize_t)n;
+  close(envfd);
+  envfd = -1;
+  n = (size_t)deliver_wait();
+  /* deliver may have stopped early on purpose: its status says why */
+  return !ok && n == 0 ? -1 : (int)n;
+}
+
+static void smtpd_exit(int code)
+{
+  deliver_abort();
+  buffer_flush(&out);
+  log_start();
+  log_str("session", session);
+  log_str("event", "disconnect");
+  log_ulong("messages", messages);
+  log_ulong("errors", (unsigned long)errors);
+  log_end();
+  _exit(code);
+}
+
+/* ---- the transaction ---- */
+
+static void txn_reset(void)
+{
+  deliver_abort();
+  stralloc_zero(&sender);
+  stralloc_zero(&rcpts);
+  stralloc_zero(&firstrcpt);
+  stralloc_zero(&envid);
+  nrcpts = 0;
+  smtputf8 = binarymime = eightbit = ret = 0;
+  if (state != S_GREET) state = S_READY;
+}
+
+static void rfc5322_date(char *buf, size_t len)
+{
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static int smtpd_received(buffer *b)
+{
+  char date[64];
+  const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";  /* RFC 6531 */
+  rfc5322_date(date, sizeof date);
+  if (buffer_puts(b, "Received: from ") == -1 || buffer_put(b, helo.s, helo.len) == -1) return 0;
+  if (remoteip) {
+    if (buffer_puts(b, " (") == -1) return 0;
+    if (remotehost && *remotehost && (buffer_puts(b, remotehost) == -1 || buffer_puts(b, " ") == -1)) return 0;
+    if (buffer_puts(b, "[") == -1 || buffer_puts(b, remoteip) == -1 || buffer_puts(b, "])") == -1) return 0;
+  }
+  if (buffer_puts(b, "\n\tby ") == -1 || buffer_puts(b, cfg.hostname.s) == -1 ||
+      buffer_puts(b, " (dopis) with ") == -1 || buffer_puts(b, with) == -1 ||
+      buffer_puts(b, " id ") == -1 || buffer_puts(b, msgid) == -1)
+    return 0;
+  if (nrcpts == 1 && (buffer_puts(b, "\n\tfor <") == -1 || buffer_put(b, firstrcpt.s, firstrcpt.len) == -1 ||
+                      buffer_puts(b, ">") == -1))
+    return 0;
+  return buffer_puts(b, ";\n\t") == 0 && buffer_puts(b, date) == 0 && buffer_puts(b, "\n") == 0;
+}
+
+static void log_txn(const char *event, const char *status, unsigned long size)
+{
+  log_start();
+  log_str("session", session);
+  log_str("event", event);
+  log_str("id", msgid);
+  log_buf("from", sender.s, sender.len);
+  log_ulong("rcpts", nrcpts);
+  log_ulong("size", size);
+  log_str("status", status);
+  log_end();
+}
+
+/* After the data: what deliver said, or why it was refused. */
+static void txn_finish(void)
+{
+  enum data_verdict v = data_verdict(&data);
+  int r;
+  if (v == DATA_IOERR) v = DATA_OK;  /* deliver stopped: ask it why */
+  if (v != DATA_OK) {
+    deliver_abort();
+    switch (v) {
+    case DATA_TOOBIG: reply("552", "5.3.4", "Message size exceeds fixed limit"); break;
+    case DATA_BARE: reply("554", "5.6.0", "Message contains bare CR or LF"); break;
+    case DATA_LOOP: reply("554", "5.4.6", "Too many Received headers: mail loop"); break;
+    default: reply("451", "4.3.0", "Temporary failure, try again later"); break;
+    }
+    log_txn("rejected", v == DATA_TOOBIG ? "552" : v == DATA_BARE ? "554" : v == DATA_LOOP ? "554" : "451",
+            data.size);
+    txn_reset();
+    return;
+  }
+  r = deliver_commit(data.size);
+  if (r == 0) {
+    reply_line("250", 0, "2.0.0", "Ok: ", msgid);
+    messages++;
+    log_txn("accepted", "250", data.size);
+  } else if (r == EX_TEMPFAIL || r == -1) {
+    reply("451", "4.3.0", "Temporary failure, try again later");
+    log_txn("failed", "451", data.size);
+  } else {
+    reply("554", "5.3.0", "Delivery failed");
+    log_txn("failed", "554", data.size);
+  }
+  txn_reset();
+}
+
+/* ---- commands ---- */
+
+static void cmd_helo(char *arg, size_t len)
+{
+  if (!len) { reply("501", "5.5.4", "Syntax: HELO hostname"); return; }
+  txn_reset();
+  if (!stralloc_copyb(&helo, arg, len)) { reply("451", "4.3.0", "Out of memory"); return; }
+  esmtp = 0;
+  state = S_READY;
+  reply_line("250", 0, NULL, cfg.hostname.s, NULL);
+}
+
+static void cmd_ehlo(char *arg, size_t len)
+{
+  char num[FMT_ULONG + 1];
+  if (!len) { reply("501", "5.5.4", "Syntax: EHLO hostname"); return; }
+  txn_reset();
+  if (!stralloc_copyb(&helo, arg, len)) { reply("451", "4.3.0", "Out of memory"); return; }
+  esmtp = 1;
+  state = S_READY;
+  num[fmt_ulong(num, cfg.max_message_size)] = 0;
+  reply_line("250", 1, NULL, cfg.hostname.s, NULL);
+  reply_line("250", 1, NULL, "PIPELINING", NULL);
+  reply_line("250", 1, NULL, "SIZE ", num);
+  reply_line("250", 1, NULL, "8BITMIME", NULL);
+  reply_line("250", 1, NULL, "ENHANCEDSTATUSCODES", NULL);
+  reply_line("250", 1, NULL, "DSN", NULL);
+  reply_line("250", 1, NULL, "SMTPUTF8", NULL);
+  reply_line("250", 1, NULL, "CHUNKING", NULL);
+  reply_line("250", 0, NULL, "BINARYMIME", NULL);
+}
+
+/* "FROM:" / "TO:" then optional blanks (common, if not RFC), then the path */
+static size_t smtpd_pathstart(char *arg, size_t len, const char *prefix)
+{
+  size_t n = str_len(prefix), i;
+  if (len < n || !case_equalb(arg, n, prefix)) return 0;
+  for (i = n; i < len && arg[i] == ' '; i++);
+  return i;
+}
+
+static int smtpd_has8bit(const char *s, size_t len)
+{
+  for (size_t i = 0; i < len; i++) if ((unsigned char)s[i] >= 0x80) return 1;
+  return 0;
+}
+
+static void reply_addrerror(enum address_error why, const char *enh)
+{
+  if (why == ADDRESS_ETOOLONG) reply("501", "5.5.4", "Address too long");
+  else if (why == ADDRESS_E8BIT) reply("553", "5.6.7", "Non-ASCII address needs SMTPUTF8");
+  else reply("501", enh, enh[4] == '7' ? "Bad sender address syntax" : "Bad recipient address syntax");
+}
+
+/* The ESMTP parameters after a path: "KEY[=VALUE]" separated by blanks. */
+static int smtpd_nextparam(char **p, size_t *len, char **key, size_t *klen, char **val, size_t *vlen)
+{
+  char *s = *p;
+  size_t n = *len, i = 0, eq;
+  while (i < n && s[i] == ' ') i++;
+  if (i == n) return 0;
+  *key = s + i;
+  while (i < n && s[i] != ' ') i++;
+  *klen = (size_t)(s + i - *key);
+  eq = byte_chr(*key, *klen, '=');
+  *val = eq < *klen ? *key + eq + 1 : NULL;
+  *vlen = eq < *klen ? *klen - eq - 1 : 0;
+  *klen = eq;
+  *p = s + i;
+  *len = n - i;
+  return 1;
+}
+
+static void cmd_mail(char *arg, size_t len)
+{
+  size_t start = smtpd_pathstart(arg, len, "FROM:"), n;
+  enum address_error why;
+  char *p, *key, *val;
+  size_t plen, klen, vlen;
+  unsigned long size = 0;
+  int gotsize = 0, gotbody = 0, utf8 = 0, bin = 0, eight = 0, gotret = 0;
+  stralloc decoded = {0};
+
+  if (!start) { reply("501", "5.5.4", "Syntax: MAIL FROM:<address>"); return; }
+  n = address_scanpath(arg + start, len - start, ADDRESS_NULL | ADDRESS_UTF8, &sender, &why);
+  if (!n) { reply_addrerror(why, "5.1.7"); stralloc_zero(&sender); return; }
+  p = arg + start + n;
+  plen = len - start - n;
+  if (plen && *p != ' ') { reply("501", "5.1.7", "Bad sender address syntax"); stralloc_zero(&sender); return; }
+  while (smtpd_nextparam(&p, &plen, &key, &klen, &val, &vlen)) {
+    if (!esmtp) { reply("555", "5.5.4", "Parameters need EHLO"); goto bad; }
+    if (klen == 4 && case_equalb(key, 4, "SIZE") && val && !gotsize) {
+      if (!vlen || scan_ulong(val, &size) != vlen || vlen > 19) { reply("501", "5.5.4", "Bad SIZE"); goto bad; }
+      gotsize = 1;
+    } else if (klen == 4 && case_equalb(key, 4, "BODY") && val && !gotbody) {
+      if (vlen == 4 && case_equalb(val, 4, "7BIT")) ;
+      else if (vlen == 8 && case_equalb(val, 8, "8BITMIME")) eight = 1;
+      else if (vlen == 10 && case_equalb(val, 10, "BINARYMIME")) bin = 1;
+      else { reply("501", "5.5.4", "Bad BODY"); goto bad; }
+      gotbody = 1;
+    } else if (klen == 8 && case_equalb(key, 8, "SMTPUTF8") && !val && !utf8) {
+      utf8 = 1;
+    } else if (klen == 3 && case_equalb(key, 3, "RET") && val && !gotret) {
+      if (vlen == 4 && case_equalb(val, 4, "FULL")) gotret = 'F';
+      else if (vlen == 4 && case_equalb(val, 4, "HDRS")) gotret = 'H';
+      else { reply("501", "5.5.4", "Bad RET"); goto bad; }
+    } else if (klen == 5 && case_equalb(key, 5, "ENVID") && val && !envid.len) {
+      if (!vlen || vlen > ENVID_MAX || !xtext_decode(val, vlen, &decoded)) {
+        reply("501", "5.5.4", "Bad ENVID");
+        goto bad;
+      }
+      if (!stralloc_copyb(&envid, val, vlen)) { reply("451", "4.3.0", "Out of memory"); goto bad; }
+    } else {
+      reply("555", "5.5.4", "Unsupported parameter");
+      goto bad;
+    }
+  }
+  if (!utf8 && smtpd_has8bit(sender.s, sender.len)) { reply("553", "5.6.7", "Non-ASCII address needs SMTPUTF8"); goto bad; }
+  if (gotsize && size > cfg.max_message_size) { reply("552", "5.3.4", "Message size exceeds fixed limit"); goto bad; }
+  if (sender.len && config_isrestricted(&cfg, sender.s, sender.len)) {
+    reply("550", "5.7.1", "Sender address rejected");
+    log_start();
+    log_str("session", session);
+    log_str("event", "reject");
+    log_buf("from", sender.s, sender.len);
+    log_str("status", "550");
+    log_end();
+    goto bad;
+  }
+  smtputf8 = utf8;
+  binarymime = bin;
+  eightbit = eight;
+  ret = gotret;
+  id_make(msgid);
+  state = S_MAIL;
+  stralloc_free(&decoded);
+  reply("250", "2.1.0", "Ok");
+  return;
+bad:
+  stralloc_free(&decoded);
+  stralloc_zero(&sender);
+  stralloc_zero(&envid);
+}
+
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1) */
+static int smtpd_notifyok(const char *v, size_t len)
+{
+  static const char *const words[] = { "SUCCESS", "FAILURE", "DELAY" };
+  unsigned seen = 0;
+  if (len == 5 && case_equalb(v, 5, "NEVER")) return 1;
+  for (size_t i = 0; i < len;) {
+    size_t n = byte_chr(v + i, len - i, ','), k;
+    for (k = 0; k < 3; k++)
+      if (n == str_len(words[k]) && case_equalb(v + i, n, words[k])) break;
+    if (k == 3 || (seen & (1u << k))) return 0;
+    seen |= 1u << k;
+    i += n + 1;
+    if (i == len) return 0;  /* a trailing comma */
+  }
+  return len > 0;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2) */
+static int smtpd_orcptok(const char *v, size_t len, stralloc *decoded)
+{
+  size_t semi = byte_chr(v, len, ';');
+  if (semi == 0 || semi >= len - 1) return 0;
+  for (size_t i = 0; i < semi; i++) {
+    char c = v[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+      return 0;
+  }
+  return xtext_decode(v + semi + 1, len - semi - 1, decoded);
+}
+
+static void log_rcpt(const char *addr, size_t len, const char *status)
+{
+  log_start();
+  log_str("session", session);
+  log_str("event", "reject");
+  log_buf("from", sender.s, sender.len);
+  log_buf("rcpt", addr, len);
+  log_str("status", status);
+  log_end();
+}
+
+static void cmd_rcpt(char *arg, size_t len)
+{
+  size_t start = smtpd_pathstart(arg, len, "TO:"), n;
+  enum address_error why;
+  stralloc addr = {0};
+  struct route_list rl = {0};
+  enum route_result r;
+  stralloc decoded = {0};
+  char *p, *key, *val, *notify = NULL, *orcpt = NULL;
+  size_t plen, klen, vlen, notifylen = 0, orcptlen = 0;
+
+  if (!start) { reply("501", "5.5.4", "Syntax: RCPT TO:<address>"); return; }
+  n = address_scanpath(arg + start, len - start, ADDRESS_POSTMASTER | (smtputf8 ? ADDRESS_UTF8 : 0), &addr, &why);
+  if (!n) { reply_addrerror(why, "5.1.3"); goto out; }
+  p = arg + start + n;
+  plen = len - start - n;
+  if (plen && *p != ' ') { reply("501", "5.1.3", "Bad recipient address syntax"); goto out; }
+  while (smtpd_nextparam(&p, &plen, &key, &klen, &val, &vlen)) {
+    if (!esmtp) { reply("555", "5.5.4", "Parameters need EHLO"); goto out; }
+    if (klen == 6 && case_equalb(key, 6, "NOTIFY") && val && !notify) {
+      if (!smtpd_notifyok(val, vlen)) { reply("501", "5.5.4", "Bad NOTIFY"); goto out; }
+      notify = val;
+      notifylen = vlen;
+    } else if (klen == 5 && case_equalb(key, 5, "ORCPT") && val && !orcpt) {
+      if (!smtpd_orcptok(val, vlen, &decoded)) { reply("501", "5.5.4", "Bad ORCPT"); goto out; }
+      orcpt = val;
+      orcptlen = vlen;
+    } else {
+      reply("555", "5.5.4", "Unsupported parameter");
+      goto out;
+    }
+  }
+  if (nrcpts >= cfg.max_recipients) { reply("452", "4.5.3", "Too many recipients"); goto out; }
+  if (address_at(addr.s, addr.len) < addr.len && config_isrestricted(&cfg, addr.s, addr.len)) {
+    reply("550", "5.7.1", "Recipient address rejected");
+    log_rcpt(addr.s, addr.len, "550");
+    goto out;
+  }
+  r = route_resolve(&cfg, addr.s, addr.len, &rl);
+  switch (r) {
+  case ROUTE_OK: break;
+  case ROUTE_REMOTE:
+    if (relayok) break;
+    reply("550", "5.7.1", "Relaying denied");
+    log_rcpt(addr.s, addr.len, "550");
+    goto out;
+  case ROUTE_UNKNOWN:
+    reply("550", "5.1.1", "No such user here");
+    log_rcpt(addr.s, addr.len, "550");
+    goto out;
+  case ROUTE_LOOP:
+    reply("550", "5.4.6", "Alias loop");
+    log_rcpt(addr.s, addr.len, "550");
+    goto out;
+  case ROUTE_TOOMANY: reply("452", "4.5.3", "Too many recipients"); goto out;
+  default: reply("451", "4.3.0", "Temporary failure, try again later"); goto out;
+  }
+  if (!stralloc_append(&rcpts, "T") || !stralloc_cat(&rcpts, &addr) || !stralloc_0(&rcpts) ||
+      (notify && (!stralloc_append(&rcpts, "N") || !stralloc_catb(&rcpts, notify, notifylen) ||
+                  !stralloc_0(&rcpts))) ||
+      (orcpt && (!stralloc_append(&rcpts, "O") || !stralloc_catb(&rcpts, orcpt, orcptlen) ||
+                 !stralloc_0(&rcpts))) ||
+      (!nrcpts && !stralloc_copy(&firstrcpt, &addr))) {
+    reply("451", "4.3.0", "Out of memory");
+    goto out;
+  }
+  nrcpts++;
+  state = S_RCPT;
+  reply("250", "2.1.5", "Ok");
+out:
+  route_list_free(&rl);
+  stralloc_free(&addr);
+  stralloc_free(&decoded);
+}
+
+/* Starts deliver and sends it our Received line: the start of every
+ * message, by DATA or BDAT. */
+static int txn_begin(int bdat)
+{
+  if (!deliver_start()) {
+    log_start();
+    log_str("session", session);
+    log_str("event", "deliver-failed");
+    log_str("deliver", cfg.deliver.s);
+    log_str("error", strerror(errno));
+    log_end();
+    return 0;
+  }
+  data_init(&data, &msgbuf, bdat, binarymime, cfg.max_message_size);
+  if (!smtpd_received(&msgbuf)) data.writefail = 1;
+  return 1;
+}
+
+static void cmd_data(char *arg, size_t len)
+{
+  if (len) { reply("501", "5.5.4", "No arguments allowed"); return; }
+  if (state == S_BDAT) { reply("503", "5.5.1", "DATA not allowed after BDAT"); return; }
+  if (state != S_RCPT) { reply("503", "5.5.1", state == S_MAIL ? "Need RCPT first" : "Need MAIL first"); return; }
+  if (binarymime) { reply("503", "5.5.1", "BINARYMIME needs BDAT"); return; }
+  if (!txn_begin(0)) { reply("451", "4.3.0", "Temporary failure, try again later"); txn_reset(); return; }
+  reply("354", NULL, "End data with <CR><LF>.<CR><LF>");
+  while (!data.done) {
+    ssize_t n = buffer_feed(&in);
+    if (n <= 0) smtpd_exit(0);  /* the client vanished: nothing is delivered */
+    buffer_seek(&in, data_feed(&data, buffer_peek(&in), (size_t)n));
+  }
+  txn_finish();
+}
+
+/* Reads and drops a chunk: a refused BDAT still sends its bytes. */
+static void bdat_skip(unsigned long size)
+{
+  while (size) {
+    ssize_t n = buffer_feed(&in);
+    if (n <= 0) smtpd_exit(0);
+    if ((unsigned long)n > size) n = (ssize_t)size;
+    buffer_seek(&in, (size_t)n);
+    size -= (unsigned long)n;
+  }
+}
+
+static void cmd_bdat(char *arg, size_t len)
+{
+  unsigned long size;
+  size_t n = scan_ulong(arg, &size);
+  int last = 0;
+  char num[FMT_ULONG + 1];
+
+  if (n == 0 || n > 19) { reply("501", "5.5.4", "Syntax: BDAT size [LAST]"); return; }
+  if (n < len) {
+    size_t i = n;
+    while (i < len && arg[i] == ' ') i++;
+    if (i == n || len - i != 4 || !case_equalb(arg + i, 4, "LAST")) {
+      /* the size was readable, so the chunk can still be skipped */
+      bdat_skip(size);
+      reply("501", "5.5.4", "Syntax: BDAT size [LAST]");
+      return;
+    }
+    last = 1;
+  }
+  if (state != S_RCPT && state != S_BDAT) {
+    bdat_skip(size);
+    reply("503", "5.5.1", state == S_GREET ? "Send HELO or EHLO first" : state == S_MAIL ? "Need RCPT first" : "Need MAIL first");
+    return;
+  }
+  if (state == S_RCPT) {
+    if (!txn_begin(1)) {
+      bdat_skip(size);
+      reply("451", "4.3.0", "Temporary failure, try again later");
+      txn_reset();
+      return;
+    }
+    state = S_BDAT;
+  }
+  while (size) {
+    ssize_t got = buffer_feed(&in);
+    size_t take;
+    if (got <= 0) smtpd_exit(0);
+    take = (unsigned long)got > size ? (size_t)size : (size_t)got;
+    data_feed(&data, buffer_peek(&in), take);
+    buffer_seek(&in, take);
+    size -= take;
+  }
+  if (last) {
+    data_finish(&data);
+    txn_finish();
+    return;
+  }
+  if (data_verdict(&data) != DATA_OK) {
+    /* refuse at once; the transaction is over (RFC 3030 3.2) */
+    txn_finish();
+    return;
+  }
+  num[fmt_ulong(num, data.size)] = 0;
+  reply_line("250", 0, "2.0.0", num, " octets received");
+}
+
+static void cmd_rset(char *arg, size_t len)
+{
+  txn_reset();
+  reply("250", "2.0.0", "Ok");
+}
+
+static void cmd_noop(char *arg, size_t len) { reply("250", "2.0.0", "Ok"); }
+
+static void cmd_quit(char *arg, size_t len)
+{
+  reply_line("221", 0, "2.0.0", "Bye", NULL);
+  smtpd_exit(0);
+}
+
+static void cmd_vrfy(char *arg, size_t len)
+{
+  if (!len) { reply("501", "5.5.4", "Syntax: VRFY address"); return; }
+  reply("252", "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_expn(char *arg, size_t len) { reply("502", "5.5.1", "EXPN not available"); }
+
+static void cmd_help(char *arg, size_t len)
+{
+  reply("214", "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY; see RFC 5321");
+}
+
+/* ---- the command table ---- */
+
+#define ANY ((1 << S_GREET) | (1 << S_READY) | (1 << S_MAIL) | (1 << S_RCPT) | (1 << S_BDAT))
+#define AFTERHELO (ANY & ~(1 << S_GREET))
+
+static const struct command {
+  const char *verb;
+  void (*fn)(char *, size_t);
+  unsigned states;         /* where the command is allowed */
+  const char *badseq;      /* the 503 text elsewhere (after HELO) */
+  size_t maxline;
+} commands[] = {
+  { "EHLO", cmd_ehlo, ANY, NULL, LINE_MAX_RFC },
+  { "HELO", cmd_helo, ANY, NULL, LINE_MAX_RFC },
+  { "MAIL", cmd_mail, 1 << S_READY, "Sender already given", LINE_MAX_MAIL },
+  { "RCPT", cmd_rcpt, (1 << S_MAIL) | (1 << S_RCPT), "Need MAIL first", LINE_MAX_RCPT },
+  { "DATA", cmd_data, AFTERHELO, NULL, LINE_MAX_RFC },
+  { "BDAT", cmd_bdat, ANY, NULL, LINE_MAX_RFC },
+  { "RSET", cmd_rset, ANY, NULL, LINE_MAX_RFC },
+  { "NOOP", cmd_noop, ANY, NULL, LINE_MAX_RFC },
+  { "QUIT", cmd_quit, ANY, NULL, LINE_MAX_RFC },
+  { "VRFY", cmd_vrfy, ANY, NULL, LINE_MAX_RFC },
+  { "EXPN", cmd_expn, ANY, NULL, LINE_MAX_RFC },
+  { "HELP", cmd_help, ANY, NULL, LINE_MAX_RFC },
+};
+
+/* A web browser or proxy talking to port 25: end at once (a
+ * cross-protocol attack gets no second line). */
+static int smtpd_ishttp(const char *l, size_t len)
+{
+  static const char *const verbs[] = { "GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "DELETE " };
+  for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++) {
+    size_t n = str_len(verbs[i]);
+    if (len >= n && byte_equal(l, n, verbs[i])) return 1;
+  }
+  return 0;
+}
+
+/* Reads one command line into line (without CRLF).  Returns its length
+ * as sent (possibly more than fits), or -1 at end of input. */
+static ssize_t smtpd_getline(char *line, size_t max, size_t *kept)
+{
+  size_t total = 0;
+  *kept = 0;
+  for (;;) {
+    ssize_t n = buffer_feed(&in);
+    char *p;
+    size_t lf, take;
+    if (n <= 0) return -1;
+    p = buffer_peek(&in);
+    lf = byte_chr(p, (size_t)n, '\n');
+    take = lf < (size_t)n ? lf + 1 : (size_t)n;
+    for (size_t i = 0; i < take && *kept < max; i++) line[(*kept)++] = p[i];
+    total += take;
+    buffer_seek(&in, take);
+    if (lf < (size_t)n) return (ssize_t)total;
+  }
+}
+
+static void smtpd_command(char *line, size_t len, size_t sent)
+{
+  size_t vlen, i;
+  const struct command *c = NULL;
+  char *arg;
+
+  /* line ends "\r\n" (or a lone "\n", which we tolerate for commands) */
+  if (len && line[len - 1] == '\n') len--;
+  if (len && line[len - 1] == '\r') len--;
+  if (byte_chr(line, len, 0) < len || byte_chr(line, len, '\r') < len) {
+    reply("500", "5.5.2", "Syntax error");
+    return;
+  }
+  vlen = byte_chr(line, len, ' ');
+  for (i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (vlen == 4 && case_equalb(line, 4, commands[i].verb)) { c = &commands[i]; break; }
+  if (!c) {
+    if (smtpd_ishttp(line, len)) {
+      reply_line("421", 0, "4.7.0", cfg.hostname.s, " Not an SMTP client, closing connection");
+      log_start();
+      log_str("session", session);
+      log_str("event", "not-smtp");
+      log_end();
+      smtpd_exit(0);
+    }
+    if (sent > LINE_MAX_RFC) reply("500", "5.5.6", "Line too long");
+    else reply("500", "5.5.2", "Unknown command");
+    return;
+  }
+  if (sent > c->maxline) {
+    /* a BDAT whose size we cannot read would desynchronise: end */
+    reply("500", "5.5.6", "Line too long");
+    return;
+  }
+  if (smtpd_has8bit(line, vlen)) { reply("500", "5.5.2", "Syntax error"); return; }
+  arg = line + vlen;
+  i = len - vlen;
+  while (i && *arg == ' ') { arg++; i--; }
+  while (i && arg[i - 1] == ' ') i--;
+  if (c->fn != cmd_mail && c->fn != cmd_rcpt && smtpd_has8bit(arg, i)) {
+    reply("501", "5.5.4", "Non-ASCII argument");
+    return;
+  }
+  if (!(c->states & (1u << state))) {
+    if (state == S_GREET) reply("503", "5.5.1", "Send HELO or EHLO first");
+    else if (state == S_BDAT) reply("503", "5.5.1", "Not allowed during BDAT; RSET first");
+    else reply("503", "5.5.1", c->badseq);
+    return;
+  }
+  c->fn(arg, i);
+}
+
+static void smtpd_client(void)
+{
+  const char *ip = getenv("TCPREMOTEIP");
+  unsigned char addr[16];
+  if (!ip || !*ip) ip = getenv("REMOTE_ADDR");
+  if (!ip || !*ip) {
+    static char buf[INET6_ADDRSTRLEN];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    ip = NULL;
+    if (getpeername(0, (struct sockaddr *)&ss, &sl) == 0) {
+      if (ss.ss_family == AF_INET)
+        ip = inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
+      else if (ss.ss_family == AF_INET6)
+        ip = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, sizeof buf);
+    }
+  }
+  remoteip = ip;
+  remotehost = getenv("TCPREMOTEHOST");
+  if (getenv("RELAYCLIENT")) relayok = 1;
+  else if (!remoteip) relayok = 1;  /* a local program on a pipe */
+  else if (config_parseip(remoteip, addr) && config_isrelayclient(&cfg, addr)) relayok = 1;
+}
+
+int main(void)
+{
+  stralloc err = {0};
+  static char line[LINE_BUF];
+
+  signal(SIGPIPE, SIG_IGN);
+  log_init("smtpd");
+  id_make(session);
+  if (!config_load(&cfg, &err)) {
+    if (!stralloc_0(&err)) err.s = "out of memory";
+    log_start();
+    log_str("session", session);
+    log_str("event", "config-error");
+    log_str("error", err.s);
+    log_end();
+    buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
+    _exit(EX_CONFIG);
+  }
+  smtpd_client();
+  log_start();
+  log_str("session", session);
+  log_str("event", "connect");
+  log_str("ip", remoteip ? remoteip : "local");
+  log_str("relay", relayok ? "yes" : "no");
+  log_end();
+  reply_line("220", 0, NULL, cfg.hostname.s, " ESMTP dopis");
+  for (;;) {
+    size_t kept;
+    ssize_t sent = smtpd_getline(line, sizeof line, &kept);
+    if (sent < 0) smtpd_exit(0);
+    smtpd_command(line, kept, (size_t)sent);
+  }
+}
