@@ -286,25 +286,24 @@ static void rfc5322_date(char *buf, size_t len)
   strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-static int smtpd_received(buffer *b)
+/* The Received line (RFC 5321 4.4), LF-terminated as stored. */
+static int smtpd_received(stralloc *h)
 {
   char date[64];
   const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";  /* RFC 6531 */
   rfc5322_date(date, sizeof date);
-  if (buffer_puts(b, "Received: from ") == -1 || buffer_put(b, helo.s, helo.len) == -1) return 0;
+  if (!stralloc_copys(h, "Received: from ") || !stralloc_cat(h, &helo)) return 0;
   if (remoteip) {
-    if (buffer_puts(b, " (") == -1) return 0;
-    if (remotehost && *remotehost && (buffer_puts(b, remotehost) == -1 || buffer_puts(b, " ") == -1)) return 0;
-    if (buffer_puts(b, "[") == -1 || buffer_puts(b, remoteip) == -1 || buffer_puts(b, "])") == -1) return 0;
+    if (!stralloc_cats(h, " (")) return 0;
+    if (remotehost && *remotehost && (!stralloc_cats(h, remotehost) || !stralloc_cats(h, " "))) return 0;
+    if (!stralloc_cats(h, "[") || !stralloc_cats(h, remoteip) || !stralloc_cats(h, "])")) return 0;
   }
-  if (buffer_puts(b, "\n\tby ") == -1 || buffer_puts(b, cfg.hostname.s) == -1 ||
-      buffer_puts(b, " (dopis) with ") == -1 || buffer_puts(b, with) == -1 ||
-      buffer_puts(b, " id ") == -1 || buffer_puts(b, msgid) == -1)
+  if (!stralloc_cats(h, "\n\tby ") || !stralloc_cat(h, &cfg.hostname) || !stralloc_cats(h, " (dopis) with ") ||
+      !stralloc_cats(h, with) || !stralloc_cats(h, " id ") || !stralloc_cats(h, msgid))
     return 0;
-  if (nrcpts == 1 && (buffer_puts(b, "\n\tfor <") == -1 || buffer_put(b, firstrcpt.s, firstrcpt.len) == -1 ||
-                      buffer_puts(b, ">") == -1))
+  if (nrcpts == 1 && (!stralloc_cats(h, "\n\tfor <") || !stralloc_cat(h, &firstrcpt) || !stralloc_cats(h, ">")))
     return 0;
-  return buffer_puts(b, ";\n\t") == 0 && buffer_puts(b, date) == 0 && buffer_puts(b, "\n") == 0;
+  return stralloc_cats(h, ";\n\t") && stralloc_cats(h, date) && stralloc_cats(h, "\n");
 }
 
 static void log_txn(const char *event, const char *status, unsigned long size)
@@ -339,7 +338,7 @@ static void txn_finish(void)
     txn_reset();
     return;
   }
-  r = deliver_commit(data.size);
+  r = deliver_commit(data.written);
   if (r == 0) {
     reply_line("250", 0, "2.0.0", "Ok: ", msgid);
     messages++;
@@ -446,7 +445,12 @@ static void cmd_mail(char *arg, size_t len)
   while (smtpd_nextparam(&p, &plen, &key, &klen, &val, &vlen)) {
     if (!esmtp) { reply("555", "5.5.4", "Parameters need EHLO"); goto bad; }
     if (klen == 4 && case_equalb(key, 4, "SIZE") && val && !gotsize) {
-      if (!vlen || scan_ulong(val, &size) != vlen || vlen > 19) { reply("501", "5.5.4", "Bad SIZE"); goto bad; }
+      size_t k = 0;
+      while (k < vlen && val[k] >= '0' && val[k] <= '9') k++;
+      if (!vlen || k != vlen) { reply("501", "5.5.4", "Bad SIZE"); goto bad; }
+      /* digits beyond what fits are simply too big */
+      if (vlen > 18) size = ~0UL;
+      else scan_ulong(val, &size);
       gotsize = 1;
     } else if (klen == 4 && case_equalb(key, 4, "BODY") && val && !gotbody) {
       if (vlen == 4 && case_equalb(val, 4, "7BIT")) ;
@@ -628,25 +632,38 @@ static int txn_begin(int bdat)
     log_end();
     return 0;
   }
+  static stralloc h;
   data_init(&data, &msgbuf, bdat, binarymime, cfg.max_message_size);
-  if (!smtpd_received(&msgbuf)) data.writefail = 1;
+  if (!smtpd_received(&h) || buffer_put(&msgbuf, h.s, h.len) == -1) data.writefail = 1;
+  /* the commit record counts every byte deliver is given */
+  data.written = h.len;
   return 1;
 }
 
 static void cmd_data(char *arg, size_t len)
 {
+  int started;
   if (len) { reply("501", "5.5.4", "No arguments allowed"); return; }
   if (state == S_BDAT) { reply("503", "5.5.1", "DATA not allowed after BDAT"); return; }
   if (state != S_RCPT) { reply("503", "5.5.1", state == S_MAIL ? "Need RCPT first" : "Need MAIL first"); return; }
   if (binarymime) { reply("503", "5.5.1", "BINARYMIME needs BDAT"); return; }
-  if (!txn_begin(0)) { reply("451", "4.3.0", "Temporary failure, try again later"); txn_reset(); return; }
+  /* Without deliver the data is still taken, then refused: a client
+   * that does not wait for 354 must not see its data run as commands. */
+  started = txn_begin(0);
+  if (!started) data_init(&data, NULL, 0, 0, cfg.max_message_size);
   reply("354", NULL, "End data with <CR><LF>.<CR><LF>");
   while (!data.done) {
     ssize_t n = buffer_feed(&in);
     if (n <= 0) smtpd_exit(0);  /* the client vanished: nothing is delivered */
     buffer_seek(&in, data_feed(&data, buffer_peek(&in), (size_t)n));
   }
-  txn_finish();
+  if (started) {
+    txn_finish();
+    return;
+  }
+  reply("451", "4.3.0", "Temporary failure, try again later");
+  log_txn("failed", "451", data.size);
+  txn_reset();
 }
 
 /* Reads and drops a chunk: a refused BDAT still sends its bytes. */
@@ -661,40 +678,51 @@ static void bdat_skip(unsigned long size)
   }
 }
 
+/* A refused BDAT ends the transaction (RFC 3030 3.2), after its
+ * chunk has been read: the chunk's bytes are never commands. */
+static void bdat_refuse(unsigned long skip, const char *code, const char *enh, const char *text)
+{
+  bdat_skip(skip);
+  txn_reset();
+  reply(code, enh, text);
+}
+
 static void cmd_bdat(char *arg, size_t len)
 {
-  unsigned long size;
-  size_t n = scan_ulong(arg, &size);
+  unsigned long size = 0, chunk;
+  size_t n = 0, i;
   int last = 0;
   char num[FMT_ULONG + 1];
 
-  if (n == 0 || n > 19) { reply("501", "5.5.4", "Syntax: BDAT size [LAST]"); return; }
-  if (n < len) {
-    size_t i = n;
-    while (i < len && arg[i] == ' ') i++;
-    if (i == n || len - i != 4 || !case_equalb(arg + i, 4, "LAST")) {
-      /* the size was readable, so the chunk can still be skipped */
-      bdat_skip(size);
-      reply("501", "5.5.4", "Syntax: BDAT size [LAST]");
+  /* the size must be plain digits: a size we cannot trust cannot be
+   * skipped either, and the bytes would be taken as commands */
+  while (n < len && arg[n] >= '0' && arg[n] <= '9') n++;
+  if (n == 0 || n > 18 || (n < len && arg[n] != ' ') || scan_ulong(arg, &size) != n) {
+    txn_reset();
+    reply("501", "5.5.4", "Syntax: BDAT size [LAST]");
+    return;
+  }
+  for (i = n; i < len && arg[i] == ' '; i++);
+  if (i < len) {
+    if (len - i != 4 || !case_equalb(arg + i, 4, "LAST")) {
+      bdat_refuse(size, "501", "5.5.4", "Syntax: BDAT size [LAST]");
       return;
     }
     last = 1;
   }
   if (state != S_RCPT && state != S_BDAT) {
-    bdat_skip(size);
-    reply("503", "5.5.1", state == S_GREET ? "Send HELO or EHLO first" : state == S_MAIL ? "Need RCPT first" : "Need MAIL first");
+    bdat_refuse(size, "503", "5.5.1",
+                state == S_GREET ? "Send HELO or EHLO first" : state == S_MAIL ? "Need RCPT first" : "Need MAIL first");
     return;
   }
   if (state == S_RCPT) {
     if (!txn_begin(1)) {
-      bdat_skip(size);
-      reply("451", "4.3.0", "Temporary failure, try again later");
-      txn_reset();
+      bdat_refuse(size, "451", "4.3.0", "Temporary failure, try again later");
       return;
     }
     state = S_BDAT;
   }
-  while (size) {
+  for (chunk = size; size;) {
     ssize_t got = buffer_feed(&in);
     size_t take;
     if (got <= 0) smtpd_exit(0);
@@ -708,12 +736,11 @@ static void cmd_bdat(char *arg, size_t len)
     txn_finish();
     return;
   }
-  if (data_verdict(&data) != DATA_OK) {
-    /* refuse at once; the transaction is over (RFC 3030 3.2) */
-    txn_finish();
+  if (data_verdict(&data) != DATA_OK && data_verdict(&data) != DATA_IOERR) {
+    txn_finish();  /* refused at once; the transaction is over */
     return;
   }
-  num[fmt_ulong(num, data.size)] = 0;
+  num[fmt_ulong(num, chunk)] = 0;
   reply_line("250", 0, "2.0.0", num, " octets received");
 }
 

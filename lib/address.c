@@ -176,7 +176,8 @@ size_t address_scanpath(const char *s, size_t len, int flags, stralloc *out,
   if (utf8 && !address_utf8ok((const unsigned char *)s, i)) return 0;
   if (!stralloc_copyb(out, s + local, dom - local)) return 0;
   for (size_t k = dom; k < i - 1; k++) {
-    char c = (char)address_lower((unsigned char)s[k]);
+    /* domain names are case-insensitive; an address literal is kept */
+    char c = s[dom] == '[' ? s[k] : (char)address_lower((unsigned char)s[k]);
     if (!stralloc_append(out, &c)) return 0;
   }
   *why = ADDRESS_OK;
