@@ -137,20 +137,30 @@ static int config_add(struct config_table *t, struct config_pos *p, const char *
   byte_copy(e->value, valuelen, value);
   e->value[valuelen] = 0;
   e->valuelen = valuelen;
+  e->line = p->line;
   t->n++;
   return 1;
 }
 
 /* Sorts a table; a key listed twice is an error, since one of the two
  * lines would otherwise be silently ignored. */
-static int config_sort(struct config_table *t, const char *path, stralloc *err)
+static int config_sort(const struct config *c, struct config_table *t, const char *name, stralloc *err)
 {
-  struct config_pos p = { err, path, 0 };
+  stralloc path = {0};
+  struct config_pos p = { err, name, 0 };
+  int ok = 1;
   if (t->n) qsort(t->e, t->n, sizeof *t->e, config_entrycmp);
-  for (size_t i = 1; i < t->n; i++)
-    if (!strcmp(t->e[i - 1].key, t->e[i].key))
-      return config_fail(&p, "listed twice", t->e[i].key, strlen(t->e[i].key));
-  return 1;
+  for (size_t i = 1; i < t->n && ok; i++)
+    if (!strcmp(t->e[i - 1].key, t->e[i].key)) {
+      const struct config_entry *later = t->e[i].line > t->e[i - 1].line ? &t->e[i] : &t->e[i - 1];
+      if (stralloc_copy(&path, &c->dir) && stralloc_cats(&path, "/") && stralloc_cats(&path, name) &&
+          stralloc_0(&path))
+        p.path = path.s;
+      p.line = later->line;
+      ok = config_fail(&p, "listed twice", later->key, strlen(later->key));
+    }
+  stralloc_free(&path);
+  return ok;
 }
 
 const struct config_entry *config_find(const struct config_table *t, const char *key, size_t len)
@@ -355,6 +365,7 @@ static int config_line_relayclients(struct config *c, struct config_pos *p, char
 }
 
 /* dopis.conf */
+static stralloc seenkeys;
 static int config_setpath(struct config *c, struct config_pos *p, stralloc *out, const char *v, size_t len)
 {
   if (!config_path(c, out, v, len)) return config_nomem(p);
@@ -384,6 +395,11 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   vlen = len - eq - 1;
   while (vlen && config_isspace(*v)) { v++; vlen--; }
   if (!vlen) return config_fail(p, "empty value", l, klen);
+  /* a key given twice would silently lose one of its values */
+  for (size_t i = 0; i < seenkeys.len; i += str_len(seenkeys.s + i) + 1)
+    if (str_len(seenkeys.s + i) == klen && byte_equal(seenkeys.s + i, klen, l))
+      return config_fail(p, "key given twice", l, klen);
+  if (!stralloc_catb(&seenkeys, l, klen) || !stralloc_0(&seenkeys)) return config_nomem(p);
 #define KEY(k) (klen == sizeof(k) - 1 && byte_equal(l, klen, k))
   if (KEY("hostname")) {
     if (!config_domainok(v, vlen)) return config_fail(p, "hostname is not a domain name", v, vlen);
@@ -395,6 +411,25 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   if (KEY("max_message_size")) return config_setnum(p, &c->max_message_size, v, vlen, 1024, 1UL << 40);
   if (KEY("max_recipients")) return config_setnum(p, &c->max_recipients, v, vlen, 1, 100000);
   if (KEY("timeout")) return config_setnum(p, &c->timeout, v, vlen, 1, 86400);
+  if (KEY("smarthost")) return stralloc_copyb(&c->smarthost, v, vlen) ? 1 : config_nomem(p);
+  if (KEY("max_connections")) return config_setnum(p, &c->max_connections, v, vlen, 1, 1000);
+  if (KEY("timeout_connect")) return config_setnum(p, &c->timeout_connect, v, vlen, 1, 86400);
+  if (KEY("timeout_greeting")) return config_setnum(p, &c->timeout_greeting, v, vlen, 1, 86400);
+  if (KEY("timeout_mail")) return config_setnum(p, &c->timeout_mail, v, vlen, 1, 86400);
+  if (KEY("timeout_rcpt")) return config_setnum(p, &c->timeout_rcpt, v, vlen, 1, 86400);
+  if (KEY("timeout_data")) return config_setnum(p, &c->timeout_data, v, vlen, 1, 86400);
+  if (KEY("timeout_data_block")) return config_setnum(p, &c->timeout_data_block, v, vlen, 1, 86400);
+  if (KEY("timeout_dot")) return config_setnum(p, &c->timeout_dot, v, vlen, 1, 86400);
+  if (KEY("retry_min")) return config_setnum(p, &c->retry_min, v, vlen, 1, 1UL << 30);
+  if (KEY("retry_max")) return config_setnum(p, &c->retry_max, v, vlen, 1, 1UL << 30);
+  if (KEY("max_queue_lifetime")) return config_setnum(p, &c->max_queue_lifetime, v, vlen, 0, 1UL << 30);
+  if (KEY("delay_warning")) return config_setnum(p, &c->delay_warning, v, vlen, 0, 1UL << 30);
+  if (KEY("double_bounce")) {
+    if (vlen == 4 && byte_equal(v, 4, "drop")) c->double_bounce_postmaster = 0;
+    else if (vlen == 10 && byte_equal(v, 10, "postmaster")) c->double_bounce_postmaster = 1;
+    else return config_fail(p, "double_bounce is drop or postmaster", v, vlen);
+    return 1;
+  }
 #undef KEY
   return config_fail(p, "unknown key", l, klen);
 }
@@ -423,9 +458,21 @@ int config_load(struct config *c, stralloc *err)
   if (!dir || !*dir) dir = CONFIG_DEFAULT_DIR;
   if (!stralloc_copys(&c->dir, dir)) goto nomem;
   while (c->dir.len > 1 && c->dir.s[c->dir.len - 1] == '/') c->dir.len--;
+  stralloc_zero(&seenkeys);
   c->max_message_size = 26214400;
   c->max_recipients = 100;
   c->timeout = 300;
+  c->max_connections = 20;
+  c->timeout_connect = 60;
+  c->timeout_greeting = 300;
+  c->timeout_mail = 300;
+  c->timeout_rcpt = 300;
+  c->timeout_data = 120;
+  c->timeout_data_block = 180;
+  c->timeout_dot = 600;
+  c->retry_min = 300;
+  c->retry_max = 3600;
+  c->max_queue_lifetime = 432000;
   if (!config_eachline(c, "dopis.conf", 1, err, config_line_main)) return 0;
   if (!c->hostname.len) {
     if (gethostname(host, sizeof host - 1) == -1) return stralloc_copys(err, "gethostname failed"), 0;
@@ -436,19 +483,21 @@ int config_load(struct config *c, stralloc *err)
   if (!c->queue.len && !stralloc_copys(&c->queue, "/var/spool/dopis")) goto nomem;
   if (!c->deliver.len && !config_defaultdeliver(c)) goto nomem;
   if (!stralloc_0(&c->hostname) || !stralloc_0(&c->mailroot) || !stralloc_0(&c->queue) ||
-      !stralloc_0(&c->deliver) || !stralloc_0(&c->dir))
+      !stralloc_0(&c->deliver) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost))
     goto nomem;
   /* keep .len the string length; the NUL stays after it for C calls */
   c->hostname.len--; c->mailroot.len--; c->queue.len--; c->deliver.len--; c->dir.len--;
+  c->smarthost.len--;
+  if (c->retry_max < c->retry_min) c->retry_max = c->retry_min;
 
   if (!config_eachline(c, "localdomains", 0, err, config_line_localdomains)) return 0;
-  if (!config_sort(&c->localdomains, "localdomains", err)) return 0;
+  if (!config_sort(c, &c->localdomains, "localdomains", err)) return 0;
   if (!config_eachline(c, "users", 0, err, config_line_users)) return 0;
-  if (!config_sort(&c->users, "users", err)) return 0;
+  if (!config_sort(c, &c->users, "users", err)) return 0;
   if (!config_eachline(c, "aliases", 0, err, config_line_aliases)) return 0;
-  if (!config_sort(&c->aliases, "aliases", err)) return 0;
+  if (!config_sort(c, &c->aliases, "aliases", err)) return 0;
   if (!config_eachline(c, "restricted", 0, err, config_line_restricted)) return 0;
-  if (!config_sort(&c->restricted, "restricted", err)) return 0;
+  if (!config_sort(c, &c->restricted, "restricted", err)) return 0;
   if (!config_eachline(c, "relayclients", 0, err, config_line_relayclients)) return 0;
   if (!stralloc_0(&c->firstdomain)) goto nomem;
   c->firstdomain.len--;
@@ -472,6 +521,7 @@ void config_free(struct config *c)
   stralloc_free(&c->queue);
   stralloc_free(&c->deliver);
   stralloc_free(&c->firstdomain);
+  stralloc_free(&c->smarthost);
   config_freetable(&c->localdomains);
   config_freetable(&c->users);
   config_freetable(&c->aliases);

@@ -17,6 +17,7 @@ struct config_entry {
   char *key;
   char *value;
   size_t valuelen;
+  unsigned long line;   /* where it was read, for errors */
 };
 
 struct config_table {
@@ -45,6 +46,20 @@ struct config {
   struct config_table restricted;   /* key: local@domain or @domain */
   struct config_net *relayclients;
   size_t nrelayclients;
+  /* the relay (see dopis-relay(8)); times in seconds */
+  stralloc smarthost;       /* "" or host[:port], as written */
+  unsigned long max_connections;
+  unsigned long timeout_connect;
+  unsigned long timeout_greeting;   /* RFC 5321 4.5.3.2 */
+  unsigned long timeout_mail;
+  unsigned long timeout_rcpt;
+  unsigned long timeout_data;       /* DATA until 354 */
+  unsigned long timeout_data_block; /* each block of data written */
+  unsigned long timeout_dot;        /* after the final dot */
+  unsigned long retry_min, retry_max;
+  unsigned long max_queue_lifetime;
+  unsigned long delay_warning;      /* 0: none */
+  int double_bounce_postmaster;     /* double_bounce = postmaster */
 };
 
 /* Loads everything.  Returns 1, or 0 with err holding one line
