@@ -1,0 +1,443 @@
+"""Shared helpers of dopis's tests: the test configuration, Maildir and
+queue inspection, the Received-header pattern and sanitizer checks.
+
+Used by tests/run.py (the transcripts) and tests/interop_*.py.
+Only the Python standard library; run with Debian's /usr/bin/python3.
+"""
+
+import email.utils
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import datetime
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(TESTS)
+WORK = os.path.join(TESTS, "work")
+
+HOSTNAME = "mx.example.org"
+
+# The builds under test: (pass name, smtpd, deliver, sanitized?)
+PASSES = [
+    ("smtpd", os.path.join(TOP, "bin/smtpd"), os.path.join(TOP, "bin/deliver"), False),
+    ("asan", os.path.join(TOP, "obj/asan/bin/smtpd"),
+     os.path.join(TOP, "obj/asan/bin/deliver"), True),
+]
+
+# Sanitizer settings for the ASan/UBSan build: a finding makes the
+# program exit with these codes and print a report on stderr.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:exitcode=86:abort_on_error=0:"
+                    "detect_stack_use_after_return=1:check_initialization_order=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87",
+    "LSAN_OPTIONS": "exitcode=88",
+}
+SANITIZER_RE = re.compile(
+    r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+    r"runtime error:|==\d+==ERROR|^SUMMARY: ", re.M)
+
+
+def sanitizer_report(stderr_text):
+    """The sanitizer's part of stderr, or '' when there is none."""
+    m = SANITIZER_RE.search(stderr_text)
+    if not m:
+        return ""
+    start = stderr_text.rfind("\n", 0, m.start()) + 1
+    return stderr_text[start:start + 4000]
+
+
+# ---------------------------------------------------------------- config
+
+def default_conf(tmp, deliver):
+    """dopis.conf as an ordered dict of key -> value."""
+    return {
+        "hostname": HOSTNAME,
+        "mailroot": os.path.join(tmp, "mail"),
+        "queue": os.path.join(tmp, "queue"),
+        "deliver": deliver,
+        "max_message_size": "10000",
+        "max_recipients": "5",
+        "timeout": "5",
+    }
+
+
+def default_files(tmp):
+    """The list files, name -> list of lines."""
+    return {
+        "localdomains": [
+            "# domains delivered here",
+            "example.org",
+            "example.net",
+        ],
+        "users": [
+            "# user@domain [Maildir]",
+            "alice@example.org",
+            "bob@example.org",
+            "carol@example.net",
+            "dave@example.org %s/custom/dave/" % tmp,
+        ],
+        "aliases": [
+            "# alias@domain: target, target",
+            "postmaster@example.org: alice@example.org",
+            "team@example.org: alice@example.org, bob@example.org",
+            "loop1@example.org: loop2@example.org",
+            "loop2@example.org: loop1@example.org",
+            "@example.net: carol@example.net",
+            "fwd@example.org: someone@remote.test",
+        ],
+        "restricted": [
+            "# refused as sender or recipient",
+            "spammer@evil.test",
+            "@evil.test",
+            "banned@example.org",
+        ],
+        "relayclients": [
+            "# may relay",
+            "10.1.0.0/16",
+            "2001:db8::/32",
+        ],
+    }
+
+
+def fresh_dir(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def setup(tmp, deliver, conf=None, files=None, removed=(), dopis_conf_text=None):
+    """Writes a fresh test configuration into tmp/conf and creates the
+    state directories.  conf: key -> value (None removes the key) added
+    to or replacing dopis.conf's; files: name -> lines replacing the
+    list file; removed: list files not to write.  Returns the
+    configuration directory (the value of DOPIS_CONF)."""
+    fresh_dir(tmp)
+    confdir = os.path.join(tmp, "conf")
+    os.makedirs(confdir)
+    os.makedirs(os.path.join(tmp, "mail"))
+    os.makedirs(os.path.join(tmp, "queue"))
+    os.makedirs(os.path.join(tmp, "custom"))
+    c = default_conf(tmp, deliver)
+    for k, v in (conf or {}).items():
+        if v is None:
+            c.pop(k, None)
+        else:
+            c[k] = v
+    fl = default_files(tmp)
+    fl.update(files or {})
+    if "dopis.conf" in fl:
+        text = "".join(line + "\n" for line in fl.pop("dopis.conf"))
+    else:
+        text = "# dopis test configuration\n" + \
+            "".join("%s = %s\n" % kv for kv in c.items())
+    with open(os.path.join(confdir, "dopis.conf"), "w", encoding="latin-1") as f:
+        f.write(text)
+    for name, lines in fl.items():
+        if name in removed:
+            continue
+        with open(os.path.join(confdir, name), "w", encoding="latin-1") as f:
+            f.write("".join(line + "\n" for line in lines))
+    return confdir
+
+
+# ---------------------------------------------------------------- Maildirs
+
+def maildir_of(tmp, addr):
+    """The Maildir directory of a test address ("alice@example.org"),
+    optionally with a Maildir++ folder ("alice@example.org/.news"), or
+    of a path relative to tmp ("custom/dave")."""
+    folder = ""
+    if "@" in addr and "/" in addr.split("@", 1)[1]:
+        addr, folder = addr.split("/", 1)
+    if "@" not in addr:
+        base = os.path.join(tmp, addr)
+    elif addr.lower() == "dave@example.org":
+        base = os.path.join(tmp, "custom/dave")
+    else:
+        local, dom = addr.rsplit("@", 1)
+        base = os.path.join(tmp, "mail", dom.lower(), local.lower())
+    return os.path.join(base, folder) if folder else base
+
+
+def maildir_files(md, sub="new"):
+    d = os.path.join(md, sub)
+    try:
+        return sorted(os.path.join(d, n) for n in os.listdir(d)
+                      if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def all_maildirs(tmp):
+    """Every directory under tmp/mail and tmp/custom that has a new/."""
+    out = []
+    for root in ("mail", "custom"):
+        for d, subdirs, files in os.walk(os.path.join(tmp, root)):
+            if os.path.basename(d) in ("new", "cur", "tmp"):
+                continue
+            if "new" in subdirs or "tmp" in subdirs:
+                out.append(d)
+    return sorted(out)
+
+
+def queue_files(tmp):
+    """Regular files in the queue (any layout)."""
+    out = []
+    for d, subdirs, files in os.walk(os.path.join(tmp, "queue")):
+        for n in files:
+            out.append(os.path.join(d, n))
+    return sorted(out)
+
+
+def queue_count(tmp):
+    """Messages in the queue (lib/queue.h): a message is committed when
+    its info/<qid> exists."""
+    try:
+        return len(os.listdir(os.path.join(tmp, "queue", "info")))
+    except FileNotFoundError:
+        return 0
+
+
+def queue_records(tmp):
+    """The envelope records of every info file: a list per message of
+    records (type byte and text, latin-1)."""
+    out = []
+    d = os.path.join(tmp, "queue", "info")
+    for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        with open(os.path.join(d, n), "rb") as f:
+            recs = f.read().decode("latin-1").split("\0")
+        out.append(recs)
+    return out
+
+
+def queue_problems(tmp):
+    """Invariants of the queue: every info/<qid> has its mess/<qid>,
+    every mess/<qid> its info/<qid>, and tmp/ is empty."""
+    q = os.path.join(tmp, "queue")
+    ls = lambda d: set(os.listdir(os.path.join(q, d))) if os.path.isdir(os.path.join(q, d)) else set()  # noqa: E731
+    info, mess, qtmp = ls("info"), ls("mess"), ls("tmp")
+    probs = []
+    if info - mess:
+        probs.append("queue: info without mess: %s" % sorted(info - mess))
+    if mess - info:
+        probs.append("queue: mess without info: %s" % sorted(mess - info))
+    if qtmp:
+        probs.append("queue: left behind in tmp/: %s" % sorted(qtmp))
+    return probs
+
+
+def maildir_problems(tmp):
+    """Invariants that hold after every test: no file left in any tmp/
+    (deliver is all or nothing), and a ,S=<size> in a name is the size."""
+    probs = []
+    for md in all_maildirs(tmp):
+        for f in maildir_files(md, "tmp"):
+            probs.append("left behind in tmp/: %s" % os.path.relpath(f, tmp))
+        for f in maildir_files(md, "new") + maildir_files(md, "cur"):
+            m = re.search(r",S=(\d+)", os.path.basename(f))
+            if m and int(m.group(1)) != os.path.getsize(f):
+                probs.append("%s: S=%s but the file has %d bytes" % (
+                    os.path.relpath(f, tmp), m.group(1), os.path.getsize(f)))
+    return probs
+
+
+# ---------------------------------------------------------------- Received
+
+DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+MON = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+DATE_RE = (r"(?P<date>(?:%s, )?\d{1,2} %s \d{4} \d\d:\d\d(?::\d\d)? [+-]\d{4})"
+           r"(?: \([^()]*\))?" % (DAY, MON))
+ID_RE = r"[0-9a-f.]+"
+
+
+def received_re(helo, ip=None, host=None, with_="ESMTP", rcpt=None):
+    """The Received line smtpd prepends, unfolded (folding whitespace
+    collapsed to one space).  Assumed shape (RFC 5321 4.4):
+
+      Received: from HELO (TCPREMOTEHOST [IP])
+              by mx.example.org (dopis) with ESMTP id ID
+              for <rcpt>; RFC-5322-date
+
+    The "TCPREMOTEHOST " part is optional when no host is given, the
+    brackets around the IP are optional, "IPv6:" may precede an IPv6
+    address, "(dopis)" is optional; "for <rcpt>" must be there exactly
+    when rcpt is given (one recipient); rcpt "*" allows any or none.  Without an ip (a local client)
+    the parenthesised part may be anything or absent.  with_ is a
+    regular expression."""
+    if ip is None:
+        client = r"(?: \([^()]*\))?"
+    else:
+        ipre = r"\[?(?:IPv6:)?%s\]?" % re.escape(ip)
+        if host:
+            client = r" \(%s %s\)" % (re.escape(host), ipre)
+        else:
+            client = r" \((?:[^()\s]+ )?%s\)" % ipre
+    r = r"Received: from %s%s by %s(?: \(dopis\))? with (?:%s) id (?P<id>%s)" % (
+        re.escape(helo), client, re.escape(HOSTNAME), with_, ID_RE)
+    if rcpt == "*":
+        r += r"(?: for <[^<>]*>)?"
+    elif rcpt:
+        r += r" for <(?i:%s)>" % re.escape(rcpt)
+    r += r"; " + DATE_RE
+    return r
+
+
+def check_received(header_lines, **kw):
+    """header_lines: the Received header, its first line and its
+    continuation lines (no line ends).  Returns '' or a problem."""
+    for i, l in enumerate(header_lines):
+        if len(l) > 998:
+            return "Received line %d is longer than 998 octets" % (i + 1)
+        if i and not l[:1] in (" ", "\t"):
+            return "not a continuation line: %r" % l
+    unfolded = re.sub(r"[ \t]+", " ", " ".join(header_lines))
+    pat = received_re(**kw)
+    m = re.fullmatch(pat, unfolded)
+    if not m:
+        return "Received header %r does not match %r" % (unfolded, pat)
+    try:
+        when = email.utils.parsedate_to_datetime(m.group("date"))
+    except (TypeError, ValueError) as e:
+        return "bad date %r: %s" % (m.group("date"), e)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if abs((now - when).total_seconds()) > 3600:
+        return "Received date %r is not now" % m.group("date")
+    return ""
+
+
+def split_received(lines, i):
+    """The Received header starting at lines[i]: (its lines, next index)."""
+    j = i + 1
+    while j < len(lines) and lines[j][:1] in (" ", "\t"):
+        j += 1
+    return lines[i:j], j
+
+
+# ---------------------------------------------------------------- servers
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with %s" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server does not listen on port %d" % port)
+
+
+def stop(proc):
+    """Stops a server we started (by its process, never by name)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def base_env(confdir, sanitized):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "DOPIS_CONF": confdir,
+           "LANG": "C", "LC_ALL": "C"}
+    if sanitized:
+        env.update(SANITIZER_ENV)
+    return env
+
+
+# ---------------------------------------------------------------- interop
+
+def this_build():
+    """The build an interop script tests, from run.py's environment
+    (default: the normal build)."""
+    name = os.environ.get("DOPIS_PASS", "smtpd")
+    smtpd = os.environ.get("DOPIS_SMTPD", PASSES[0][1])
+    deliver = os.environ.get("DOPIS_DELIVER", PASSES[0][2])
+    sanitized = os.environ.get("DOPIS_SANITIZED", "0") == "1"
+    return name, smtpd, deliver, sanitized
+
+
+class Results:
+    """Runs named checks, prints "ok NAME" or "FAIL NAME" and details."""
+
+    def __init__(self):
+        self.failed = 0
+
+    def run(self, name, fn, *args):
+        import traceback
+        try:
+            probs = fn(*args) or []
+        except Exception:
+            probs = [traceback.format_exc()]
+        if probs:
+            self.failed += 1
+            print("FAIL %s" % name)
+            for p in probs:
+                for line in str(p).rstrip("\n").split("\n"):
+                    print("    " + line)
+        else:
+            print("ok %s" % name)
+        import sys
+        sys.stdout.flush()
+        return not probs
+
+    def exit(self):
+        import sys
+        sys.exit(1 if self.failed else 0)
+
+
+def check_message(path, sender, delivered_to, message, **received):
+    """Problems with a delivered file: it must be exactly Return-Path,
+    Delivered-To, smtpd's Received header (received_re(**received)),
+    then message (bytes, with CRLF turned into LF)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    probs = []
+    head = ("Return-Path: <%s>\nDelivered-To: %s\n" % (sender, delivered_to)).encode()
+    if not data.startswith(head):
+        return ["%s does not start with %r: %r" % (path, head, data[:200])]
+    rest = data[len(head):].decode("latin-1")
+    lines = rest.split("\n")
+    if not lines or not lines[0].startswith("Received:"):
+        return ["no Received header after Delivered-To: %r" % rest[:200]]
+    hdr, i = split_received(lines, 0)
+    p = check_received(hdr, **received)
+    if p:
+        probs.append(p)
+    body = "\n".join(lines[i:]).encode("latin-1")
+    want = message.replace(b"\r\n", b"\n")
+    if body != want:
+        k = next((n for n in range(min(len(body), len(want))) if body[n] != want[n]),
+                 min(len(body), len(want)))
+        probs.append("message differs at byte %d (of %d stored, %d sent): stored %r, sent %r"
+                     % (k, len(body), len(want), body[max(0, k - 40):k + 40],
+                        want[max(0, k - 40):k + 40]))
+    return probs
+
+
+def one_message(tmp, addr):
+    """The path of the one message in addr's Maildir new/, or raises."""
+    files = maildir_files(maildir_of(tmp, addr), "new")
+    if len(files) != 1:
+        raise AssertionError("%s: %d messages in new/, expected 1: %s" % (addr, len(files), files))
+    return files[0]
+
+
+def run_cmd(argv, timeout=60, **kw):
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout, **kw)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
