@@ -11,23 +11,29 @@ BIN     ?= bin
 PYTHON   = /usr/bin/python3
 
 LIBSRC  = lib/config.c lib/address.c lib/route.c lib/envelope.c lib/log.c \
-          lib/id.c lib/queue.c lib/fsync.c lib/xtext.c
+          lib/id.c lib/queue.c lib/fsync.c lib/xtext.c lib/passwd.c
 LIBOBJ  = $(LIBSRC:%.c=$(OBJ)/%.o)
-SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o
+# an archive, so that each program links only the parts it uses
+LIBA    = $(OBJ)/libdopis.a
+SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o $(OBJ)/smtpd_tls.o
 DELIVER_OBJ = $(OBJ)/deliver/deliver.o $(OBJ)/deliver/maildir.o
 PROGS = $(BIN)/smtpd $(BIN)/deliver
 
 all: $(PROGS)
 
-$(OBJ)/%.o: %.c $(wildcard lib/*.h) $(wildcard deliver/*.h) smtpd.h
+$(OBJ)/%.o: %.c $(wildcard lib/*.h) $(wildcard deliver/*.h) $(wildcard relay/*.h) smtpd.h smtpd_tls.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BIN)/smtpd: $(SMTPD_OBJ) $(LIBOBJ)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(LIBA): $(LIBOBJ)
+	rm -f $@
+	ar rcs $@ $^
 
-$(BIN)/deliver: $(DELIVER_OBJ) $(LIBOBJ)
+$(BIN)/smtpd: $(SMTPD_OBJ) $(LIBA)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ltls -lcrypt
+
+$(BIN)/deliver: $(DELIVER_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

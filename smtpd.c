@@ -24,13 +24,16 @@
 #include <scan.h>
 #include <str.h>
 #include <stralloc.h>
+#include <textcode.h>
 #include "address.h"
 #include "config.h"
 #include "envelope.h"
 #include "id.h"
 #include "log.h"
 #include "route.h"
+#include "passwd.h"
 #include "smtpd.h"
+#include "smtpd_tls.h"
 #include "xtext.h"
 
 extern char **environ;
@@ -41,6 +44,9 @@ extern char **environ;
 #define ENVID_MAX 100
 #define LINE_BUF 1024
 #define MAX_ERRORS 20
+#define MAX_AUTHFAIL 3
+#define LINE_MAX_AUTH 1000        /* an AUTH line, within LINE_BUF */
+#define AUTH_MAXDECODED 700       /* decoded AUTH response */
 
 enum state { S_GREET, S_READY, S_MAIL, S_RCPT, S_BDAT };
 
@@ -48,7 +54,10 @@ static struct config cfg;
 static char session[ID_LEN];
 static const char *remoteip;     /* NULL: a local client on a pipe */
 static const char *remotehost;
-static int relayok;
+static int relayok, relaybase;
+static int submission;           /* DOPIS_MODE submission/submissions: AUTH first */
+static stralloc authuser;        /* who authenticated, "" if nobody */
+static int authfails;
 static int errors;
 static unsigned long messages;
 
@@ -80,6 +89,7 @@ static buffer in = BUFFER_INIT(smtpd_read, 0, inspace, sizeof inspace);
 static buffer out = BUFFER_INIT(smtpd_write, 1, outspace, sizeof outspace);
 
 static void smtpd_exit(int code) __attribute__((noreturn));
+static ssize_t smtpd_getline(char *line, size_t max, size_t *kept);
 
 /* ---- replies: every reply goes through here ---- */
 
@@ -127,10 +137,12 @@ static void smtpd_timeout(void)
   smtpd_exit(0);
 }
 
+static int smtpd_timeoutms(void) { return cfg.timeout ? (int)(cfg.timeout * 1000) : 300000; }
+
 static int smtpd_wait(int fd, short ev)
 {
   struct pollfd p = { fd, ev, 0 };
-  int ms = cfg.timeout ? (int)(cfg.timeout * 1000) : 300000;
+  int ms = smtpd_timeoutms();
   for (;;) {
     int r = poll(&p, 1, ms);
     if (r > 0) return 1;
@@ -143,6 +155,11 @@ static ssize_t smtpd_read(int fd, char *buf, size_t len)
 {
   ssize_t r;
   if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
+  if (smtpd_tls_active()) {
+    r = smtpd_tls_read(buf, len, smtpd_timeoutms());
+    if (r == -1 && errno == ETIMEDOUT) smtpd_timeout();
+    return r;
+  }
   if (!smtpd_wait(fd, POLLIN)) smtpd_timeout();
   do r = read(fd, buf, len); while (r == -1 && errno == EINTR);
   return r;
@@ -151,6 +168,7 @@ static ssize_t smtpd_read(int fd, char *buf, size_t len)
 static ssize_t smtpd_write(int fd, const char *buf, size_t len)
 {
   ssize_t r;
+  if (smtpd_tls_active()) return smtpd_tls_write(buf, len, smtpd_timeoutms());
   if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; return -1; }
   do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
   return r;
@@ -290,7 +308,9 @@ static void rfc5322_date(char *buf, size_t len)
 static int smtpd_received(stralloc *h)
 {
   char date[64];
-  const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";  /* RFC 6531 */
+  /* RFC 3848 and RFC 6531: S for TLS, A for authenticated */
+  const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
+  const char *sa = smtpd_tls_active() ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
   rfc5322_date(date, sizeof date);
   if (!stralloc_copys(h, "Received: from ") || !stralloc_cat(h, &helo)) return 0;
   if (remoteip) {
@@ -298,8 +318,15 @@ static int smtpd_received(stralloc *h)
     if (remotehost && *remotehost && (!stralloc_cats(h, remotehost) || !stralloc_cats(h, " "))) return 0;
     if (!stralloc_cats(h, "[") || !stralloc_cats(h, remoteip) || !stralloc_cats(h, "])")) return 0;
   }
+  if (authuser.len && (!stralloc_cats(h, "\n\t(authenticated as ") || !stralloc_cat(h, &authuser) ||
+                       !stralloc_cats(h, ")")))
+    return 0;
+  if (smtpd_tls_active() && (!stralloc_cats(h, "\n\t(using ") || !stralloc_cats(h, smtpd_tls_version()) ||
+                             !stralloc_cats(h, " with cipher ") || !stralloc_cats(h, smtpd_tls_cipher()) ||
+                             !stralloc_cats(h, ")")))
+    return 0;
   if (!stralloc_cats(h, "\n\tby ") || !stralloc_cat(h, &cfg.hostname) || !stralloc_cats(h, " (dopis) with ") ||
-      !stralloc_cats(h, with) || !stralloc_cats(h, " id ") || !stralloc_cats(h, msgid))
+      !stralloc_cats(h, with) || !stralloc_cats(h, sa) || !stralloc_cats(h, " id ") || !stralloc_cats(h, msgid))
     return 0;
   if (nrcpts == 1 && (!stralloc_cats(h, "\n\tfor <") || !stralloc_cat(h, &firstrcpt) || !stralloc_cats(h, ">")))
     return 0;
@@ -313,6 +340,8 @@ static void log_txn(const char *event, const char *status, unsigned long size)
   log_str("event", event);
   log_str("id", msgid);
   log_buf("from", sender.s, sender.len);
+  if (authuser.len) log_buf("auth", authuser.s, authuser.len);
+  if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
   log_ulong("rcpts", nrcpts);
   log_ulong("size", size);
   log_str("status", status);
@@ -365,6 +394,11 @@ static void cmd_helo(char *arg, size_t len)
   reply_line("250", 0, NULL, cfg.hostname.s, NULL);
 }
 
+static int smtpd_tlsoffered(void) { return cfg.tls_cert.len && !smtpd_tls_active(); }
+/* AUTH only where the password cannot be read on the way: inside TLS,
+ * or from a local program on a pipe */
+static int smtpd_authoffered(void) { return !authuser.len && (smtpd_tls_active() || !remoteip); }
+
 static void cmd_ehlo(char *arg, size_t len)
 {
   char num[FMT_ULONG + 1];
@@ -382,6 +416,8 @@ static void cmd_ehlo(char *arg, size_t len)
   reply_line("250", 1, NULL, "DSN", NULL);
   reply_line("250", 1, NULL, "SMTPUTF8", NULL);
   reply_line("250", 1, NULL, "CHUNKING", NULL);
+  if (smtpd_tlsoffered()) reply_line("250", 1, NULL, "STARTTLS", NULL);
+  if (smtpd_authoffered()) reply_line("250", 1, NULL, "AUTH PLAIN LOGIN", NULL);
   reply_line("250", 0, NULL, "BINARYMIME", NULL);
 }
 
@@ -436,6 +472,11 @@ static void cmd_mail(char *arg, size_t len)
   int gotsize = 0, gotbody = 0, utf8 = 0, bin = 0, eight = 0, gotret = 0;
   stralloc decoded = {0};
 
+  if (submission && !authuser.len) { reply("530", "5.7.0", "Authentication required"); return; }
+  if (authuser.len && config_isrestricted(&cfg, authuser.s, authuser.len)) {
+    reply("550", "5.7.1", "Sender address rejected");
+    return;
+  }
   if (!start) { reply("501", "5.5.4", "Syntax: MAIL FROM:<address>"); return; }
   n = address_scanpath(arg + start, len - start, ADDRESS_NULL | ADDRESS_UTF8, &sender, &why);
   if (!n) { reply_addrerror(why, "5.1.7"); stralloc_zero(&sender); return; }
@@ -764,6 +805,173 @@ static void cmd_vrfy(char *arg, size_t len)
   reply("252", "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
+static void cmd_starttls(char *arg, size_t len)
+{
+  stralloc err = {0};
+  size_t pending;
+  if (!cfg.tls_cert.len) { reply("502", "5.5.1", "STARTTLS not available"); return; }
+  if (smtpd_tls_active()) { reply("503", "5.5.1", "TLS already active"); return; }
+  if (len) { reply("501", "5.5.4", "Syntax: STARTTLS"); return; }
+  reply("220", "2.0.0", "Ready to start TLS");
+  if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
+  /* Whatever the client sent after STARTTLS in plaintext is dropped:
+   * it must never run inside the TLS session (CVE-2011-0411). */
+  pending = in.n - in.p;
+  in.p = in.n = 0;
+  if (!smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
+    if (!stralloc_0(&err)) err.s = "out of memory";
+    log_start();
+    log_str("session", session);
+    log_str("event", "tls-failed");
+    log_str("error", err.s);
+    log_end();
+    smtpd_exit(0);  /* the client speaks TLS now: no reply can reach it */
+  }
+  log_start();
+  log_str("session", session);
+  log_str("event", "starttls");
+  log_str("version", smtpd_tls_version());
+  log_str("cipher", smtpd_tls_cipher());
+  if (pending) log_ulong("discarded", pending);
+  log_end();
+  /* RFC 3207 4.2: forget everything learnt before TLS */
+  txn_reset();
+  stralloc_zero(&helo);
+  stralloc_zero(&authuser);
+  esmtp = 0;
+  relayok = relaybase;
+  state = S_GREET;
+}
+
+/* base64 of at most max bytes; "=" is empty (RFC 4954).  Returns 1. */
+static int smtpd_unbase64(const char *s, size_t len, char *dec, size_t max, size_t *outlen)
+{
+  size_t n;
+  *outlen = 0;
+  if (len == 1 && s[0] == '=') return 1;
+  if (len == 0 || len % 4 || len / 4 * 3 > max + 2) return 0;
+  n = scan_base64(s, dec, outlen);
+  return n == len && *outlen <= max;
+}
+
+/* One continuation line of AUTH: 1, or 0 when the exchange ended
+ * (cancelled, or a reply was given). */
+static int smtpd_authline(const char *prompt, char *dec, size_t max, size_t *declen)
+{
+  static char l[LINE_BUF];
+  size_t kept;
+  ssize_t sent;
+  reply_line("334", 0, NULL, prompt, NULL);
+  sent = smtpd_getline(l, sizeof l, &kept);
+  if (sent < 0) smtpd_exit(0);
+  if (kept && l[kept - 1] == '\n') kept--;
+  if (kept && l[kept - 1] == '\r') kept--;
+  if ((size_t)sent > LINE_MAX_AUTH) { reply("500", "5.5.6", "Line too long"); return 0; }
+  if (kept == 1 && l[0] == '*') { reply("501", "5.0.0", "Authentication cancelled"); return 0; }
+  if (!smtpd_unbase64(l, kept, dec, max, declen)) { reply("501", "5.5.2", "Bad base64"); return 0; }
+  return 1;
+}
+
+static void smtpd_authfail(const char *mech)
+{
+  authfails++;
+  log_start();
+  log_str("session", session);
+  log_str("event", "auth-failed");
+  log_str("mech", mech);
+  log_ulong("failures", (unsigned long)authfails);
+  log_end();
+  /* each failure costs time: guessing gets slow */
+  if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
+  sleep((unsigned)authfails);
+  reply("535", "5.7.8", "Authentication credentials invalid");
+  if (authfails >= MAX_AUTHFAIL) {
+    reply_line("421", 0, "4.7.0", cfg.hostname.s, " Too many authentication failures, closing connection");
+    smtpd_exit(0);
+  }
+}
+
+static void cmd_auth(char *arg, size_t len)
+{
+  static char dec[AUTH_MAXDECODED + 1], pass[AUTH_MAXDECODED + 1];
+  stralloc err = {0};
+  size_t mlen = byte_chr(arg, len, ' '), declen, passlen, userlen;
+  const char *ir = NULL, *mech, *user;
+  size_t irlen = 0;
+  int r;
+
+  if (authuser.len) { reply("503", "5.5.1", "Already authenticated"); return; }
+  if (!esmtp) { reply("503", "5.5.1", "Send EHLO first"); return; }
+  if (!smtpd_authoffered()) { reply("538", "5.7.11", "Encryption required for authentication"); return; }
+  if (mlen < len) {
+    ir = arg + mlen + 1;
+    irlen = len - mlen - 1;
+  }
+  if (mlen == 5 && case_equalb(arg, 5, "PLAIN")) {
+    size_t a, b;
+    mech = "PLAIN";
+    if (ir) {
+      if (!smtpd_unbase64(ir, irlen, dec, AUTH_MAXDECODED, &declen)) { reply("501", "5.5.2", "Bad base64"); return; }
+    } else if (!smtpd_authline("", dec, AUTH_MAXDECODED, &declen)) {
+      return;
+    }
+    /* authzid NUL authcid NUL password (RFC 4616) */
+    a = byte_chr(dec, declen, 0);
+    b = a < declen ? a + 1 + byte_chr(dec + a + 1, declen - a - 1, 0) : declen;
+    if (b >= declen || byte_chr(dec + b + 1, declen - b - 1, 0) < declen - b - 1) {
+      reply("501", "5.5.2", "Bad PLAIN response");
+      return;
+    }
+    user = dec + a + 1;
+    userlen = b - a - 1;
+    if (a && (a != userlen || !case_equalb(dec, a, user))) { smtpd_authfail(mech); return; }
+    passlen = declen - b - 1;
+    byte_copy(pass, passlen, dec + b + 1);
+  } else if (mlen == 5 && case_equalb(arg, 5, "LOGIN")) {
+    mech = "LOGIN";
+    if (ir) {
+      if (!smtpd_unbase64(ir, irlen, dec, AUTH_MAXDECODED, &declen)) { reply("501", "5.5.2", "Bad base64"); return; }
+    } else if (!smtpd_authline("VXNlcm5hbWU6", dec, AUTH_MAXDECODED, &declen)) {  /* "Username:" */
+      return;
+    }
+    user = dec;
+    userlen = declen;
+    if (!smtpd_authline("UGFzc3dvcmQ6", pass, AUTH_MAXDECODED, &passlen)) return;  /* "Password:" */
+  } else {
+    reply("504", "5.5.4", "Unrecognized authentication mechanism");
+    return;
+  }
+  r = passwd_check(&cfg, user, userlen, pass, passlen, &err);
+  byte_zero(pass, sizeof pass);
+  if (r == -1) {
+    byte_zero(dec, sizeof dec);
+    if (!stralloc_0(&err)) err.s = "out of memory";
+    log_start();
+    log_str("session", session);
+    log_str("event", "auth-error");
+    log_str("error", err.s);
+    log_end();
+    stralloc_free(&err);
+    reply("454", "4.7.0", "Temporary authentication failure");
+    return;
+  }
+  if (r == 0) {
+    byte_zero(dec, sizeof dec);
+    smtpd_authfail(mech);
+    return;
+  }
+  if (!address_key(user, userlen, &authuser)) { reply("454", "4.7.0", "Temporary authentication failure"); return; }
+  byte_zero(dec, sizeof dec);
+  relayok = 1;
+  log_start();
+  log_str("session", session);
+  log_str("event", "auth");
+  log_str("mech", mech);
+  log_buf("user", authuser.s, authuser.len);
+  log_end();
+  reply("235", "2.7.0", "Authentication successful");
+}
+
 static void cmd_expn(char *arg, size_t len) { reply("502", "5.5.1", "EXPN not available"); }
 
 static void cmd_help(char *arg, size_t len)
@@ -795,6 +1003,8 @@ static const struct command {
   { "VRFY", cmd_vrfy, ANY, NULL, LINE_MAX_RFC },
   { "EXPN", cmd_expn, ANY, NULL, LINE_MAX_RFC },
   { "HELP", cmd_help, ANY, NULL, LINE_MAX_RFC },
+  { "STARTTLS", cmd_starttls, ANY & ~(1 << S_BDAT), NULL, LINE_MAX_RFC },
+  { "AUTH", cmd_auth, (1 << S_GREET) | (1 << S_READY), "AUTH not allowed during a mail transaction", LINE_MAX_AUTH },
 };
 
 /* A web browser or proxy talking to port 25: end at once (a
@@ -845,7 +1055,7 @@ static void smtpd_command(char *line, size_t len, size_t sent)
   }
   vlen = byte_chr(line, len, ' ');
   for (i = 0; i < sizeof commands / sizeof *commands; i++)
-    if (vlen == 4 && case_equalb(line, 4, commands[i].verb)) { c = &commands[i]; break; }
+    if (vlen == str_len(commands[i].verb) && case_equalb(line, vlen, commands[i].verb)) { c = &commands[i]; break; }
   if (!c) {
     if (smtpd_ishttp(line, len)) {
       reply_line("421", 0, "4.7.0", cfg.hostname.s, " Not an SMTP client, closing connection");
@@ -910,6 +1120,7 @@ int main(void)
 {
   stralloc err = {0};
   static char line[LINE_BUF];
+  const char *mode;
 
   signal(SIGPIPE, SIG_IGN);
   log_init("smtpd");
@@ -925,9 +1136,38 @@ int main(void)
     _exit(EX_CONFIG);
   }
   smtpd_client();
+  relaybase = relayok;
+  mode = getenv("DOPIS_MODE");
+  if (!mode || !*mode || !str_diff(mode, "smtp")) mode = "smtp";
+  else if (!str_diff(mode, "submission")) submission = 1;
+  else if (!str_diff(mode, "submissions")) submission = 2;
+  else {
+    log_start();
+    log_str("session", session);
+    log_str("event", "config-error");
+    log_str("error", "DOPIS_MODE is not smtp, submission or submissions");
+    log_end();
+    buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
+    _exit(EX_CONFIG);
+  }
+  if (submission == 2) {
+    /* implicit TLS (RFC 8314): the handshake comes before the greeting */
+    if (!cfg.tls_cert.len) stralloc_copys(&err, "DOPIS_MODE=submissions needs tls_cert and tls_key");
+    if (!cfg.tls_cert.len || !smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
+      if (!stralloc_0(&err)) err.s = "out of memory";
+      log_start();
+      log_str("session", session);
+      log_str("event", "tls-failed");
+      log_str("error", err.s);
+      log_end();
+      _exit(cfg.tls_cert.len ? 0 : EX_CONFIG);
+    }
+  }
   log_start();
   log_str("session", session);
   log_str("event", "connect");
+  log_str("mode", mode);
+  if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
   log_str("ip", remoteip ? remoteip : "local");
   log_str("relay", relayok ? "yes" : "no");
   log_end();

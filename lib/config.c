@@ -408,6 +408,8 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   if (KEY("mailroot")) return config_setpath(c, p, &c->mailroot, v, vlen);
   if (KEY("queue")) return config_setpath(c, p, &c->queue, v, vlen);
   if (KEY("deliver")) return config_setpath(c, p, &c->deliver, v, vlen);
+  if (KEY("tls_cert")) return config_setpath(c, p, &c->tls_cert, v, vlen);
+  if (KEY("tls_key")) return config_setpath(c, p, &c->tls_key, v, vlen);
   if (KEY("max_message_size")) return config_setnum(p, &c->max_message_size, v, vlen, 1024, 1UL << 40);
   if (KEY("max_recipients")) return config_setnum(p, &c->max_recipients, v, vlen, 1, 100000);
   if (KEY("timeout")) return config_setnum(p, &c->timeout, v, vlen, 1, 86400);
@@ -482,12 +484,17 @@ int config_load(struct config *c, stralloc *err)
   if (!c->mailroot.len && !stralloc_copys(&c->mailroot, "/var/lib/dopis/mail")) goto nomem;
   if (!c->queue.len && !stralloc_copys(&c->queue, "/var/spool/dopis")) goto nomem;
   if (!c->deliver.len && !config_defaultdeliver(c)) goto nomem;
+  if (!c->tls_cert.len != !c->tls_key.len) {
+    struct config_pos p = { err, "dopis.conf", 0 };
+    return config_fail(&p, "tls_cert and tls_key go together", NULL, 0);
+  }
   if (!stralloc_0(&c->hostname) || !stralloc_0(&c->mailroot) || !stralloc_0(&c->queue) ||
-      !stralloc_0(&c->deliver) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost))
+      !stralloc_0(&c->deliver) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost) ||
+      !stralloc_0(&c->tls_cert) || !stralloc_0(&c->tls_key))
     goto nomem;
   /* keep .len the string length; the NUL stays after it for C calls */
   c->hostname.len--; c->mailroot.len--; c->queue.len--; c->deliver.len--; c->dir.len--;
-  c->smarthost.len--;
+  c->smarthost.len--; c->tls_cert.len--; c->tls_key.len--;
   if (c->retry_max < c->retry_min) c->retry_max = c->retry_min;
 
   if (!config_eachline(c, "localdomains", 0, err, config_line_localdomains)) return 0;
@@ -520,6 +527,8 @@ void config_free(struct config *c)
   stralloc_free(&c->mailroot);
   stralloc_free(&c->queue);
   stralloc_free(&c->deliver);
+  stralloc_free(&c->tls_cert);
+  stralloc_free(&c->tls_key);
   stralloc_free(&c->firstdomain);
   stralloc_free(&c->smarthost);
   config_freetable(&c->localdomains);

@@ -36,6 +36,7 @@ struct config {
   stralloc mailroot;        /* absolute */
   stralloc queue;           /* absolute */
   stralloc deliver;         /* absolute path of the delivery program */
+  stralloc tls_cert, tls_key; /* absolute, NUL after .len; "" when unset */
   stralloc firstdomain;     /* first line of localdomains: <Postmaster> */
   unsigned long max_message_size;
   unsigned long max_recipients;

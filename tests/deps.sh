@@ -3,8 +3,8 @@
 # need from Debian's packages; as non-root prints the apt-get line.
 set -e
 case "$1" in
-build) pkgs="gcc make libowfat-dev ucspi-tcp swaks" ;;
-test)  pkgs="gcc make libowfat-dev clang ucspi-tcp swaks mblaze python3 systemd iproute2 util-linux mandoc" ;;
+build) pkgs="gcc make libowfat-dev libtls-dev libcrypt-dev libudns-dev ucspi-tcp swaks" ;;
+test)  pkgs="gcc make libowfat-dev libtls-dev libcrypt-dev openssl libudns-dev dnsmasq-base python3-aiosmtpd clang ucspi-tcp swaks mblaze python3 systemd iproute2 util-linux mandoc" ;;
 *) echo "usage: deps.sh build|test" >&2; exit 64 ;;
 esac
 missing=

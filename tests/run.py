@@ -33,6 +33,7 @@ any 8-bit byte in the file is sent and compared as it is):
                      text before it (and then a space, or the line end);
                      {ID} stands for a message id [0-9a-f.]+
   S~ regex           the next reply line must match regex (whole line)
+  S= ehlo-auth       the same with "250-AUTH PLAIN LOGIN" before the last
   S= ehlo            the nine lines of the EHLO reply (SIZE is the
                      test's max_message_size)
 
@@ -203,9 +204,9 @@ class Transcript:
                 elif line.startswith("S:"):
                     self.expect.append((line, reply_pattern(line[3:])))
                 elif line.startswith("S= "):
-                    if line[3:].strip() != "ehlo":
+                    if line[3:].strip() not in ("ehlo", "ehlo-auth"):
                         raise TranscriptError("unknown reply macro")
-                    self.expect.append((line, None))
+                    self.expect.append((line, line[3:].strip()))
                 elif line.startswith("S~"):
                     self.expect.append((line, line[3:]))
                     re.compile(line[3:])
@@ -226,10 +227,13 @@ class Transcript:
         ehlo = ["250-mx.example.org", "250-PIPELINING", "250-SIZE " + size,
                 "250-8BITMIME", "250-ENHANCEDSTATUSCODES", "250-DSN", "250-SMTPUTF8",
                 "250-CHUNKING", "250 BINARYMIME"]
+        # with AUTH offered (to a local client, or inside TLS)
+        ehlo_auth = ehlo[:-1] + ["250-AUTH PLAIN LOGIN", ehlo[-1]]
         out = []
         for src, pat in self.expect:
-            if pat is None:
-                out += [("S: %s  (S= ehlo)" % e, re.escape(e)) for e in ehlo]
+            if src.startswith("S= "):
+                lines = ehlo_auth if pat == "ehlo-auth" else ehlo
+                out += [("S: %s  (%s)" % (e, src), re.escape(e)) for e in lines]
             else:
                 out.append((src, pat))
         self.expect = out
