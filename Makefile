@@ -11,13 +11,16 @@ BIN     ?= bin
 PYTHON   = /usr/bin/python3
 
 LIBSRC  = lib/config.c lib/address.c lib/route.c lib/envelope.c lib/log.c \
-          lib/id.c lib/queue.c lib/fsync.c lib/xtext.c lib/passwd.c
+          lib/id.c lib/queue.c lib/queueinfo.c lib/fsync.c lib/xtext.c lib/passwd.c lib/deliverpipe.c
 LIBOBJ  = $(LIBSRC:%.c=$(OBJ)/%.o)
 # an archive, so that each program links only the parts it uses
 LIBA    = $(OBJ)/libdopis.a
 SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o $(OBJ)/smtpd_tls.o
 DELIVER_OBJ = $(OBJ)/deliver/deliver.o $(OBJ)/deliver/maildir.o
-PROGS = $(BIN)/smtpd $(BIN)/deliver
+RELAY_OBJ   = $(OBJ)/relay/relay.o $(OBJ)/relay/state.o $(OBJ)/relay/mx.o \
+              $(OBJ)/relay/client.o $(OBJ)/relay/wire.o $(OBJ)/relay/spawn.o \
+              $(OBJ)/relay/bounce.o
+PROGS = $(BIN)/smtpd $(BIN)/deliver $(BIN)/relay
 
 all: $(PROGS)
 
@@ -37,6 +40,10 @@ $(BIN)/deliver: $(DELIVER_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/relay: $(RELAY_OBJ) $(LIBA)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ludns
+
 deps:
 	@sh tests/deps.sh build
 
@@ -44,6 +51,7 @@ deps:
 # test inside a network namespace that has only loopback.
 check: deps
 	@sh tests/deps.sh test
+	@sh tests/relay-peers.sh
 	$(MAKE) all CFLAGS="$(CFLAGS) -Werror"
 	$(MAKE) all CC=clang OBJ=obj/clang BIN=obj/clang/bin CFLAGS="-O2 -g -Werror"
 	$(MAKE) all CC=clang OBJ=obj/asan BIN=obj/asan/bin \

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -16,7 +15,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <buffer.h>
 #include <byte.h>
 #include <case.h>
@@ -27,6 +25,7 @@
 #include <textcode.h>
 #include "address.h"
 #include "config.h"
+#include "deliverpipe.h"
 #include "envelope.h"
 #include "id.h"
 #include "log.h"
@@ -36,7 +35,6 @@
 #include "smtpd_tls.h"
 #include "xtext.h"
 
-extern char **environ;
 
 #define LINE_MAX_RFC 512     /* RFC 5321 4.5.3.1.4, with CRLF */
 #define LINE_MAX_MAIL (512 + 26 + 100)  /* + RFC 1870 SIZE, RFC 3461 RET/ENVID */
@@ -76,8 +74,7 @@ static int smtputf8, binarymime, eightbit;
 static char msgid[ID_LEN];
 
 /* the deliver child while a message streams to it */
-static pid_t child = -1;
-static int msgfd = -1, envfd = -1;
+static struct deliverpipe dp = { -1, -1, -1 };
 static buffer msgbuf;
 static char msgspace[65536];
 static struct data data;
@@ -183,33 +180,16 @@ static ssize_t smtpd_pipewrite(int fd, const char *buf, size_t len)
   return r;
 }
 
+/* Starts deliver and sends it the envelope; the message follows
+ * through msgbuf. */
 static int deliver_start(void)
 {
-  int m[2], e[2];
-  posix_spawn_file_actions_t fa;
-  char *argv[] = { cfg.deliver.s, NULL };
   buffer eb;
   char espace[4096];
   int ok;
 
-  if (pipe2(m, O_CLOEXEC) == -1) return 0;
-  if (pipe2(e, O_CLOEXEC) == -1) { close(m[0]); close(m[1]); return 0; }
-  if (posix_spawn_file_actions_init(&fa) != 0) goto fail;
-  /* deliver reads the message on fd 0 and the envelope on fd 1 */
-  ok = posix_spawn_file_actions_adddup2(&fa, m[0], 0) == 0 &&
-       posix_spawn_file_actions_adddup2(&fa, e[0], 1) == 0;
-  if (ok) {
-    int r = posix_spawn(&child, cfg.deliver.s, &fa, NULL, argv, environ);
-    if (r != 0) { errno = r; ok = 0; }
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  if (!ok) { child = -1; goto fail; }
-  close(m[0]);
-  close(e[0]);
-  msgfd = m[1];
-  envfd = e[1];
-
-  buffer_init(&eb, smtpd_pipewrite, envfd, espace, sizeof espace);
+  if (!deliverpipe_start(&dp, cfg.deliver.s, -1)) return 0;
+  buffer_init(&eb, smtpd_pipewrite, dp.envfd, espace, sizeof espace);
   ok = envelope_put(&eb, 'I', msgid, str_len(msgid)) && envelope_put(&eb, 'F', sender.s, sender.len);
   if (ok && binarymime) ok = envelope_put(&eb, 'P', "BODY=BINARYMIME", 15);
   else if (ok && eightbit) ok = envelope_put(&eb, 'P', "BODY=8BITMIME", 13);
@@ -220,59 +200,31 @@ static int deliver_start(void)
   /* the recipients are kept as records already */
   if (ok) ok = buffer_put(&eb, rcpts.s, rcpts.len) == 0;
   if (ok) ok = buffer_put(&eb, "", 1) == 0 && buffer_flush(&eb) == 0;
-  buffer_init(&msgbuf, smtpd_pipewrite, msgfd, msgspace, sizeof msgspace);
+  buffer_init(&msgbuf, smtpd_pipewrite, dp.msgfd, msgspace, sizeof msgspace);
   return 1;  /* an envelope write error shows up as deliver's exit status */
-fail:
-  close(m[0]); close(m[1]); close(e[0]); close(e[1]);
-  return 0;
-}
-
-static int deliver_wait(void)
-{
-  int status;
-  pid_t r;
-  if (child == -1) return -1;
-  do r = waitpid(child, &status, 0); while (r == -1 && errno == EINTR);
-  child = -1;
-  if (r == -1) return -1;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return -1;
 }
 
 /* Closes the pipes without the commit record: deliver removes what it
  * wrote.  Waited for, so that nothing runs on behind the session. */
 static void deliver_abort(void)
 {
-  if (msgfd != -1) close(msgfd);
-  if (envfd != -1) close(envfd);
-  msgfd = envfd = -1;
-  if (child != -1) deliver_wait();
+  deliverpipe_abort(&dp);
 }
 
 /* Ends the message, commits it, and returns deliver's exit status. */
 static int deliver_commit(unsigned long size)
 {
-  char rec[1 + FMT_ULONG + 1];
-  size_t n = 0;
-  int ok;
-  ok = buffer_flush(&msgbuf) == 0;
-  close(msgfd);
-  msgfd = -1;
-  rec[n++] = 'Z';
-  n += fmt_ulong(rec + n, size);
-  rec[n++] = 0;
-  if (ok) ok = smtpd_pipewrite(envfd, rec, n) == (ssize_t)n;
-  close(envfd);
-  envfd = -1;
-  n = (size_t)deliver_wait();
-  /* deliver may have stopped early on purpose: its status says why */
-  return !ok && n == 0 ? -1 : (int)n;
+  int flushed = buffer_flush(&msgbuf) == 0;
+  int status = deliverpipe_commit(&dp, size);
+  return !flushed && status == 0 ? -1 : status;
 }
 
 static void smtpd_exit(int code)
 {
   deliver_abort();
   buffer_flush(&out);
+  /* a short wait: the client may already be gone */
+  smtpd_tls_close(smtpd_timeoutms() < 5000 ? smtpd_timeoutms() : 5000);
   log_start();
   log_str("session", session);
   log_str("event", "disconnect");

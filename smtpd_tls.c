@@ -101,5 +101,15 @@ ssize_t smtpd_tls_write(const char *buf, size_t len, int timeout_ms)
   }
 }
 
+void smtpd_tls_close(int timeout_ms)
+{
+  int r;
+  if (!conn) return;
+  /* close_notify, so the client can tell our end from a truncation */
+  while ((r = tls_close(conn)) == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT)
+    if (!smtpd_tls_wait(r, timeout_ms)) break;
+  conn = NULL;
+}
+
 const char *smtpd_tls_version(void) { return conn ? tls_conn_version(conn) : NULL; }
 const char *smtpd_tls_cipher(void) { return conn ? tls_conn_cipher(conn) : NULL; }

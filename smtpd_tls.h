@@ -16,6 +16,8 @@ int smtpd_tls_active(void);
  * no progress. */
 ssize_t smtpd_tls_read(char *buf, size_t len, int timeout_ms);
 ssize_t smtpd_tls_write(const char *buf, size_t len, int timeout_ms);
+/* Sends close_notify (waiting at most timeout_ms); TLS ends. */
+void smtpd_tls_close(int timeout_ms);
 const char *smtpd_tls_version(void);
 const char *smtpd_tls_cipher(void);
 

@@ -3,9 +3,10 @@
  * Layout, under the directory named by `queue` in dopis.conf (each
  * directory mode 0700, created when missing):
  *
- *   tmp/<id>.<pid>.mess, tmp/<id>.<pid>.info
- *                  files being written; anything here older than a
- *                  day is garbage left by a crash and may be removed.
+ *   tmp/<id>.<pid>.mess, tmp/<id>.<pid>.info, tmp/<qid>.<pid>.state
+ *                  files being written (the last by the relay);
+ *                  anything here older than a day is garbage left by
+ *                  a crash and may be removed (the relay does).
  *   mess/<qid>     the message exactly as deliver received it on fd 0
  *                  (LF line ends, no Return-Path or Delivered-To).
  *   info/<qid>     the envelope, in the record format of envelope.h
@@ -17,7 +18,17 @@
  *                  A recipient with no state record after it is
  *                  pending: no attempts yet, due now.
  *                  The relay adds its state records by writing a new
- *                  info file in tmp/ and renaming it over this one.
+ *                  info file in tmp/ and renaming it over this one:
+ *                  after a recipient's T (and N, O) records comes
+ *                    S<state> <attempts> <first> <next> <flags>
+ *                     <status> <remote> <text>
+ *                  state pending|delivered|relayed|failed|bounced,
+ *                  times in unix seconds (0: none/now), flags "-" or
+ *                  "w" (delay warning sent), status an RFC 3463 code or
+ *                  "-", remote "host[ip]" or "-", text the last reply
+ *                  or reason.  Details in queueinfo.h, which reads and
+ *                  rewrites info files.
+ *   lock           flock(2)ed by the relay for its whole pass.
  *
  * <qid> is the message id, or the id with ".1", ".2", ... appended
  * when that name is taken.  Writing order, each step durable before

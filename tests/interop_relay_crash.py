@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""Crash test of the relay: kill -9 at random moments, many times, over
+a queue of many messages, then let it finish; no recipient may be lost,
+and a recipient may arrive twice only through the one window SMTP
+allows (our final dot sent, the reply not yet recorded): so at most one
+duplicated transaction per kill.  The same for failure reports: every
+bounced recipient is reported, duplicates (a kill between deliver's
+exit and the state record) are counted.
+
+Peers: Postfix's smtp-sink, one accepting everything (sink.test,
+sink2.test), one refusing every RCPT with 5xx (bounce.test); dnsmasq
+for the MX records.  Shares its set-up with interop_relay.py.
+
+Run by tests/run.py once per build; alone:
+    unshare -n sh tests/netns.sh /usr/bin/python3 tests/interop_relay_crash.py
+"""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import interop_relay as IR  # noqa: E402
+import dopistest as T  # noqa: E402
+
+NMSG = 150
+KILLS = 40
+R = T.Results()
+
+
+def make_queue():
+    """Messages with 1-3 recipients over three domains; returns the
+    expected deliveries {(seq, rcpt)} and bounces {(seq, rcpt)}."""
+    rnd = random.Random(1234)
+    want, bounce = set(), set()
+    for i in range(NMSG):
+        rcpts = []
+        for j in range(rnd.randint(1, 3)):
+            dom = rnd.choice(["sink.test", "sink.test", "sink2.test", "bounce.test"])
+            rcpts.append("r%d.%d@%s" % (i, j, dom))
+        body = b"line\n" * rnd.randint(1, 2000)
+        IR.deliver("alice@example.org", rcpts, IR.message("crash %d" % i, body))
+        for r in rcpts:
+            (bounce if r.endswith("@bounce.test") else want).add((i, r))
+    return want, bounce
+
+
+def received(sink):
+    """{(seq, rcpt): times} from the smtp-sink dumps."""
+    got = {}
+    for f in sink.files():
+        with open(f, "rb") as fh:
+            d = fh.read()
+        m = re.search(rb"^Subject: crash (\d+)$", d, re.M)
+        if not m:
+            continue
+        seq = int(m.group(1))
+        for r in re.findall(rb"^X-Rcpt-Args: <([^>]*)>", d, re.M):
+            k = (seq, r.decode())
+            got[k] = got.get(k, 0) + 1
+    return got
+
+
+def reported():
+    """{(seq, rcpt): times} from the failure reports in alice's Maildir."""
+    got = {}
+    for m in IR.mails("alice@example.org"):
+        try:
+            per, rcpts, orig = IR.dsn_fields(m)
+        except AssertionError:
+            continue
+        s = re.search(r"^Subject: crash (\d+)$", orig.get_payload() if isinstance(orig.get_payload(), str)
+                      else str(orig.get_payload()[0]), re.M)
+        if not s:
+            continue
+        for x in rcpts:
+            if x["Action"] != "failed":
+                continue
+            r = x["Final-Recipient"].split(";", 1)[1].strip()
+            k = (int(s.group(1)), r)
+            got[k] = got.get(k, 0) + 1
+    return got
+
+
+def t_kill_loop(sink, bsink):
+    # one connection at a time: a kill can then catch one transaction
+    # at most between its final dot and its state record
+    IR.setup("crash", {"retry_min": "1", "retry_max": "1", "max_connections": "1"})
+    sink.clear()
+    want, bounce = make_queue()
+    rnd = random.Random(99)
+    kills = 0
+    for k in range(KILLS):
+        if T.queue_count(IR.TMP) == 0:
+            break
+        p = subprocess.Popen([IR.RELAY, "-f"], env=IR.env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0.005, 0.25))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait(30)
+    # then to completion: every run is a full pass
+    for k in range(10):
+        if T.queue_count(IR.TMP) == 0:
+            break
+        rc, err = IR.relay("-f", timeout=120)
+        if rc != 0:
+            return ["relay exited %d: %s" % (rc, err[-2000:])]
+    probs = []
+    if T.queue_count(IR.TMP):
+        probs.append("queue not empty at the end: %d messages: %r" % (
+            T.queue_count(IR.TMP), list(IR.infos().items())[:3]))
+    got = received(sink)
+    lost = sorted(want - set(got))
+    extra = sorted(set(got) - want)
+    dups = {k: n for k, n in got.items() if n > 1}
+    rep = reported()
+    blost = sorted(bounce - set(rep))
+    bdups = {k: n for k, n in rep.items() if n > 1}
+    print("    %d kills; %d deliveries expected, %d lost, %d duplicated (%d extra copies); "
+          "%d bounces expected, %d unreported, %d reported twice" % (
+              kills, len(want), len(lost), len(dups), sum(n - 1 for n in dups.values()),
+              len(bounce), len(blost), len(bdups)))
+    if lost:
+        probs.append("lost deliveries: %r" % lost[:20])
+    if extra:
+        probs.append("deliveries nobody asked for: %r" % extra[:20])
+    # a kill in the window after the dot duplicates one transaction
+    # (one message to one domain) at most
+    dup_txns = set((seq, r.split("@", 1)[1]) for (seq, r) in dups)
+    if len(dup_txns) > kills:
+        probs.append("%d duplicated transactions after %d kills" % (len(dup_txns), kills))
+    if blost:
+        probs.append("bounces never reported: %r" % blost[:20])
+    if len(bdups) > kills:
+        probs.append("%d twice-reported bounces after %d kills" % (len(bdups), kills))
+    probs += T.maildir_problems(IR.TMP)
+    tmpq = os.path.join(IR.TMP, "queue", "tmp")
+    left = [f for f in os.listdir(tmpq)] if os.path.isdir(tmpq) else []
+    if len(left) > kills:
+        probs.append("%d files left in queue/tmp" % len(left))
+    return probs
+
+
+def main():
+    base = T.fresh_dir(os.path.join(T.WORK, IR.PASS, "interop_relay_crash"))
+    if not os.access(IR.RELAY, os.X_OK) or not os.access(IR.SINK, os.X_OK):
+        print("FAIL interop_relay_crash: %s or %s is missing" % (IR.RELAY, IR.SINK))
+        return 1
+    IR.HOSTS.update({"mx.sink2.test": "127.0.0.12", "mx.bounce.test": "127.0.0.14"})
+    IR.MX.extend([("sink2.test", "mx.sink2.test", 10), ("bounce.test", "mx.bounce.test", 10)])
+    procs = []
+    try:
+        procs.append(IR.start_dnsmasq(base))
+        sink = IR.Sink("127.0.0.12", base)
+        bsink = IR.Sink("127.0.0.14", base, ["-f", "RCPT"])
+        procs += [sink, bsink]
+        R.run("relay_crash_kill9", t_kill_loop, sink, bsink)
+    finally:
+        for p in procs:
+            if isinstance(p, subprocess.Popen):
+                T.stop(p)
+            else:
+                p.stop()
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
