@@ -68,6 +68,7 @@ static stralloc sender;
 static stralloc rcpts;           /* envelope records: T<addr>, N<notify>, O<orcpt> */
 static stralloc firstrcpt;
 static stralloc envid;           /* xtext, as sent */
+static struct route_list routes; /* every target so far: the limit is per message */
 static int ret;                  /* 0, 'F'ULL or 'H'DRS */
 static unsigned long nrcpts;
 static int smtputf8, binarymime, eightbit;
@@ -162,20 +163,27 @@ static ssize_t smtpd_read(int fd, char *buf, size_t len)
   return r;
 }
 
+static int outdead;   /* the client stopped reading: never wait on it again */
+
 static ssize_t smtpd_write(int fd, const char *buf, size_t len)
 {
   ssize_t r;
-  if (smtpd_tls_active()) return smtpd_tls_write(buf, len, smtpd_timeoutms());
-  if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; return -1; }
-  do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
+  if (outdead) { errno = EPIPE; return -1; }
+  if (smtpd_tls_active()) r = smtpd_tls_write(buf, len, smtpd_timeoutms());
+  else if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; r = -1; }
+  else do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
+  if (r == -1) outdead = 1;
   return r;
 }
 
 /* ---- the deliver child ---- */
 
+/* A deliver that stops reading (a hung disk) must not hold the
+ * session past its timeout. */
 static ssize_t smtpd_pipewrite(int fd, const char *buf, size_t len)
 {
   ssize_t r;
+  if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; return -1; }
   do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
   return r;
 }
@@ -224,7 +232,7 @@ static void smtpd_exit(int code)
   deliver_abort();
   buffer_flush(&out);
   /* a short wait: the client may already be gone */
-  smtpd_tls_close(smtpd_timeoutms() < 5000 ? smtpd_timeoutms() : 5000);
+  if (!outdead) smtpd_tls_close(smtpd_timeoutms() < 5000 ? smtpd_timeoutms() : 5000);
   log_start();
   log_str("session", session);
   log_str("event", "disconnect");
@@ -243,6 +251,7 @@ static void txn_reset(void)
   stralloc_zero(&rcpts);
   stralloc_zero(&firstrcpt);
   stralloc_zero(&envid);
+  route_list_free(&routes);
   nrcpts = 0;
   smtputf8 = binarymime = eightbit = ret = 0;
   if (state != S_GREET) state = S_READY;
@@ -264,7 +273,17 @@ static int smtpd_received(stralloc *h)
   const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
   const char *sa = smtpd_tls_active() ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
   rfc5322_date(date, sizeof date);
-  if (!stralloc_copys(h, "Received: from ") || !stralloc_cat(h, &helo)) return 0;
+  if (!stralloc_copys(h, "Received: from ")) return 0;
+  /* the client's HELO name as far as it could be a domain or address
+   * literal; anything else (";", "(", control bytes) would let it
+   * forge parts of the Received line, so it is replaced */
+  for (size_t i = 0; i < helo.len; i++) {
+    char c = helo.s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          byte_chr(".-_:[]", 6, c) < 6))
+      c = '?';
+    if (!stralloc_append(h, &c)) return 0;
+  }
   if (remoteip) {
     if (!stralloc_cats(h, " (")) return 0;
     if (remotehost && *remotehost && (!stralloc_cats(h, remotehost) || !stralloc_cats(h, " "))) return 0;
@@ -282,7 +301,20 @@ static int smtpd_received(stralloc *h)
     return 0;
   if (nrcpts == 1 && (!stralloc_cats(h, "\n\tfor <") || !stralloc_cat(h, &firstrcpt) || !stralloc_cats(h, ">")))
     return 0;
-  return stralloc_cats(h, ";\n\t") && stralloc_cats(h, date) && stralloc_cats(h, "\n");
+  if (!stralloc_cats(h, ";\n\t") || !stralloc_cats(h, date) || !stralloc_cats(h, "\n")) return 0;
+  if (binarymime) {
+    /* a binary message is stored as sent, CRLF line ends and all: so is
+     * its Received line */
+    stralloc crlf = {0};
+    for (size_t i = 0; i < h->len; i++)
+      if ((h->s[i] == '\n' && !stralloc_append(&crlf, "\r")) || !stralloc_append(&crlf, h->s + i)) {
+        stralloc_free(&crlf);
+        return 0;
+      }
+    stralloc_free(h);
+    *h = crlf;
+  }
+  return 1;
 }
 
 static void log_txn(const char *event, const char *status, unsigned long size)
@@ -542,8 +574,8 @@ static void cmd_rcpt(char *arg, size_t len)
   size_t start = smtpd_pathstart(arg, len, "TO:"), n;
   enum address_error why;
   stralloc addr = {0};
-  struct route_list rl = {0};
   enum route_result r;
+  size_t before;
   stralloc decoded = {0};
   char *p, *key, *val, *notify = NULL, *orcpt = NULL;
   size_t plen, klen, vlen, notifylen = 0, orcptlen = 0;
@@ -575,7 +607,22 @@ static void cmd_rcpt(char *arg, size_t len)
     log_rcpt(addr.s, addr.len, "550");
     goto out;
   }
-  r = route_resolve(&cfg, addr.s, addr.len, &rl);
+  before = routes.n;
+  r = route_resolve(&cfg, addr.s, addr.len, &routes);
+  if (r != ROUTE_OK && r != ROUTE_REMOTE) {
+    /* undo what a failed expansion added */
+    for (size_t k = before; k < routes.n; k++) {
+      free(routes.t[k].addr);
+      free(routes.t[k].maildir);
+      free(routes.t[k].notify);
+      free(routes.t[k].orcpt);
+    }
+    routes.n = before;
+  }
+  if (r == ROUTE_REMOTE && !relayok && routes.n > before) {
+    free(routes.t[routes.n - 1].addr);
+    routes.n--;
+  }
   switch (r) {
   case ROUTE_OK: break;
   case ROUTE_REMOTE:
@@ -607,7 +654,6 @@ static void cmd_rcpt(char *arg, size_t len)
   state = S_RCPT;
   reply("250", "2.1.5", "Ok");
 out:
-  route_list_free(&rl);
   stralloc_free(&addr);
   stralloc_free(&decoded);
 }
@@ -680,21 +726,30 @@ static void bdat_refuse(unsigned long skip, const char *code, const char *enh, c
   reply(code, enh, text);
 }
 
+/* A BDAT whose size cannot be read leaves no way to know where its
+ * chunk ends: the bytes would be taken for commands.  End at once. */
+static void bdat_unreadable(void) __attribute__((noreturn));
+static void bdat_unreadable(void)
+{
+  reply_line("421", 0, "4.5.4", cfg.hostname.s, " Unreadable BDAT size, closing connection");
+  log_start();
+  log_str("session", session);
+  log_str("event", "bdat-unreadable");
+  log_end();
+  smtpd_exit(0);
+}
+
 static void cmd_bdat(char *arg, size_t len)
 {
   unsigned long size = 0, chunk;
-  size_t n = 0, i;
+  size_t n = 0, z = 0, i;
   int last = 0;
   char num[FMT_ULONG + 1];
 
-  /* the size must be plain digits: a size we cannot trust cannot be
-   * skipped either, and the bytes would be taken as commands */
-  while (n < len && arg[n] >= '0' && arg[n] <= '9') n++;
-  if (n == 0 || n > 18 || (n < len && arg[n] != ' ') || scan_ulong(arg, &size) != n) {
-    txn_reset();
-    reply("501", "5.5.4", "Syntax: BDAT size [LAST]");
-    return;
-  }
+  while (z < len && arg[z] == '0') z++;  /* 1*DIGIT: leading zeros are fine */
+  for (n = z; n < len && arg[n] >= '0' && arg[n] <= '9'; n++);
+  if (n == 0 || n - z > 18 || (n < len && arg[n] != ' ')) bdat_unreadable();
+  if (n > z) scan_ulong(arg + z, &size);
   for (i = n; i < len && arg[i] == ' '; i++);
   if (i < len) {
     if (len - i != 4 || !case_equalb(arg + i, 4, "LAST")) {
@@ -798,10 +853,13 @@ static void cmd_starttls(char *arg, size_t len)
 /* base64 of at most max bytes; "=" is empty (RFC 4954).  Returns 1. */
 static int smtpd_unbase64(const char *s, size_t len, char *dec, size_t max, size_t *outlen)
 {
-  size_t n;
+  size_t n, pad = 0;
   *outlen = 0;
   if (len == 1 && s[0] == '=') return 1;
-  if (len == 0 || len % 4 || len / 4 * 3 > max + 2) return 0;
+  if (len == 0 || len % 4) return 0;
+  while (pad < 2 && s[len - 1 - pad] == '=') pad++;
+  /* the exact decoded size, checked before anything is written */
+  if (len / 4 * 3 - pad > max) return 0;
   n = scan_base64(s, dec, outlen);
   return n == len && *outlen <= max;
 }
@@ -845,7 +903,7 @@ static void smtpd_authfail(const char *mech)
 
 static void cmd_auth(char *arg, size_t len)
 {
-  static char dec[AUTH_MAXDECODED + 1], pass[AUTH_MAXDECODED + 1];
+  static char dec[AUTH_MAXDECODED + 3], pass[AUTH_MAXDECODED + 3];
   stralloc err = {0};
   size_t mlen = byte_chr(arg, len, ' '), declen, passlen, userlen;
   const char *ir = NULL, *mech, *user;
@@ -1022,7 +1080,7 @@ static void smtpd_command(char *line, size_t len, size_t sent)
     return;
   }
   if (sent > c->maxline) {
-    /* a BDAT whose size we cannot read would desynchronise: end */
+    if (c->fn == cmd_bdat) bdat_unreadable();  /* its chunk cannot be found */
     reply("500", "5.5.6", "Line too long");
     return;
   }
@@ -1044,7 +1102,11 @@ static void smtpd_command(char *line, size_t len, size_t sent)
   c->fn(arg, i);
 }
 
-static void smtpd_client(void)
+/* Who the client is.  Only a descriptor that is no socket at all (a
+ * pipe: a local program) or a Unix socket is local; a TCP socket whose
+ * peer cannot be named (a client that already reset the connection)
+ * is refused, never taken for local: that would let it relay. */
+static int smtpd_client(void)
 {
   const char *ip = getenv("TCPREMOTEIP");
   unsigned char addr[16];
@@ -1059,6 +1121,11 @@ static void smtpd_client(void)
         ip = inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
       else if (ss.ss_family == AF_INET6)
         ip = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, sizeof buf);
+      else if (ss.ss_family != AF_UNIX)
+        return 0;
+      if (!ip && ss.ss_family != AF_UNIX) return 0;
+    } else if (errno != ENOTSOCK) {
+      return 0;
     }
   }
   remoteip = ip;
@@ -1066,6 +1133,7 @@ static void smtpd_client(void)
   if (getenv("RELAYCLIENT")) relayok = 1;
   else if (!remoteip) relayok = 1;  /* a local program on a pipe */
   else if (config_parseip(remoteip, addr) && config_isrelayclient(&cfg, addr)) relayok = 1;
+  return 1;
 }
 
 int main(void)
@@ -1087,7 +1155,15 @@ int main(void)
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
     _exit(EX_CONFIG);
   }
-  smtpd_client();
+  if (!smtpd_client()) {
+    log_start();
+    log_str("session", session);
+    log_str("event", "no-peer");
+    log_str("error", strerror(errno));
+    log_end();
+    buffer_putsflush(&out, "421 4.3.0 Cannot identify the client, closing connection\r\n");
+    _exit(0);
+  }
   relaybase = relayok;
   mode = getenv("DOPIS_MODE");
   if (!mode || !*mode || !str_diff(mode, "smtp")) mode = "smtp";

@@ -12,7 +12,7 @@
 struct data {
   buffer *out;              /* the deliver pipe; NULL once writing stopped */
   int bdat;                 /* BDAT: no dot handling, no end marker */
-  int binary;               /* BODY=BINARYMIME: bare CR or LF is data */
+  int binary;               /* BODY=BINARYMIME: stored raw, CRLF and all */
   int state;
   int done;                 /* DATA: the final CRLF.CRLF was consumed */
   int bare;                 /* a bare CR or LF was seen */

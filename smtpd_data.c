@@ -43,6 +43,7 @@ static void data_header(struct data *d, const char *s, size_t len)
   static const char rcvd[] = "received:";
   for (size_t i = 0; i < len && d->inheader; i++) {
     char c = s[i];
+    if (c == '\r') continue;   /* binary bodies keep their CRLF */
     if (c == '\n') {
       if (d->hdrpos == 0) d->inheader = 0;   /* the empty line */
       d->hdrpos = 0;
@@ -55,6 +56,18 @@ static void data_header(struct data *d, const char *s, size_t len)
       if (++d->hdrpos == 9 && d->hdrmatch) d->received++;
     }
   }
+}
+
+static void data_emit_raw(struct data *d, const char *s, size_t len)
+{
+  if (d->inheader) data_header(d, s, len);
+  if (!data_writing(d)) return;
+  if (buffer_put(d->out, s, len) == -1) {
+    d->writefail = 1;
+    d->out = NULL;
+    return;
+  }
+  d->written += len;
 }
 
 static void data_emit(struct data *d, const char *s, size_t len)
@@ -72,13 +85,19 @@ static void data_emit(struct data *d, const char *s, size_t len)
 
 static void data_bare(struct data *d, const char *c)
 {
-  if (d->binary) data_emit(d, c, 1);
-  else d->bare = 1;
+  d->bare = 1;
 }
 
 size_t data_feed(struct data *d, const char *s, size_t len)
 {
   size_t i = 0;
+  /* BINARYMIME (BDAT only): the bytes are the message, stored as they
+   * came, CRLF and all; nothing to normalise, nothing is bare */
+  if (d->binary) {
+    d->size += len;
+    data_emit_raw(d, s, len);
+    return len;
+  }
   while (i < len && !d->done) {
     char c = s[i];
     switch (d->state) {
@@ -123,6 +142,6 @@ size_t data_feed(struct data *d, const char *s, size_t len)
 
 void data_finish(struct data *d)
 {
-  if (d->state == ST_CR) data_bare(d, "\r");
+  if (d->state == ST_CR && !d->binary) data_bare(d, "\r");
   d->state = ST_MID;
 }

@@ -114,7 +114,9 @@ static void deliver_route(const char *rcpt, size_t len)
   case ROUTE_LOOP:
     deliver_fail(EX_NOUSER, "failed", "alias loop", rcpt, len);
   case ROUTE_TOOMANY:
-    deliver_fail(EX_DATAERR, "failed", "too many targets", rcpt, len);
+    /* smtpd refuses this at RCPT time; here only a configuration that
+     * changed since can cause it, so the sender may try again */
+    deliver_fail(EX_TEMPFAIL, "failed", "too many targets", rcpt, len);
   case ROUTE_NOMEM:
     deliver_nomem();
   }

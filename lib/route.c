@@ -2,6 +2,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <byte.h>
+#include <case.h>
 #include <str.h>
 #include <stralloc.h>
 #include "address.h"
@@ -70,11 +71,16 @@ static int route_maildir(const struct config *c, const struct config_entry *user
       return 0;
   }
   if (taglen && tag[0] != '.' && byte_chr(tag, taglen, '/') == taglen) {
+    /* the folder as written (".Work"), else in lower case (".work") */
     size_t base = out->len;
-    if (!stralloc_cats(out, "/.") || !stralloc_catb(out, tag, taglen) || !stralloc_0(out)) return 0;
-    if (route_isdir(out->s)) {
-      out->len--;
-      return stralloc_0(out);
+    for (int pass = 0; pass < 2; pass++) {
+      out->len = base;
+      if (!stralloc_cats(out, "/.") || !stralloc_catb(out, tag, taglen) || !stralloc_0(out)) return 0;
+      if (pass) case_lowerb(out->s + base + 2, taglen);
+      if (route_isdir(out->s)) {
+        out->len--;
+        return stralloc_0(out);
+      }
     }
     out->len = base;
   }
@@ -137,9 +143,13 @@ static enum route_result route_local(const struct config *c, const char *addr, s
     }
     base.len--;  /* route_maildir reads the domain as a C string */
     if ((e = config_find(&c->aliases, base.s, base.len))) r = route_expand(c, e, out, depth);
-    else if ((e = config_find(&c->users, base.s, base.len)))
-      r = route_maildir(c, e, base.s, plus, key.s + plus + 1, at - plus - 1, &dir)
+    else if ((e = config_find(&c->users, base.s, base.len))) {
+      /* the folder as the client spelt it (".Work", as IMAP clients
+       * name it), unless the local part was quoted */
+      const char *tag = addr[0] != '"' ? addr + plus + 1 : key.s + plus + 1;
+      r = route_maildir(c, e, base.s, plus, tag, at - plus - 1, &dir)
             ? route_add(out, key.s, key.len, &dir) : ROUTE_NOMEM;
+    }
     stralloc_free(&base);
     if (e) goto out;
   }

@@ -5,7 +5,8 @@
  * lines as the peer will see them, a stored "\r.\r" goes out as
  * CRLF ".." CRLF and can never end the data early (the outbound half
  * of SMTP smuggling).  BDAT with BINARYMIME has no end marker and no
- * stuffing; there a lone CR is data and is sent as it is. */
+ * stuffing, and its message was stored exactly as received (smtpd
+ * does not touch a BINARYMIME body): it is sent byte for byte. */
 #include <stralloc.h>
 #include "relay.h"
 
@@ -35,6 +36,7 @@ static unsigned long long wire_run(struct wire *w, stralloc *out,
 
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
+    if (w->binary) { EMIT(c); continue; }  /* stored as received: sent so */
     if (w->cr) {
       w->cr = 0;
       if (c == '\n') { EMIT('\r'); EMIT('\n'); w->bol = 1; continue; }
