@@ -5,10 +5,16 @@ Used by tests/run.py (the transcripts) and tests/interop_*.py.
 Only the Python standard library; run with Debian's /usr/bin/python3.
 """
 
+import email.generator
+import email.message
 import email.utils
+import hashlib
+import io
+import mailbox
 import os
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import time
@@ -183,6 +189,12 @@ def all_maildirs(tmp):
     return sorted(out)
 
 
+def maildir_messages(tmp, addr):
+    """The messages of addr's Maildir (maildir_of) as Python's
+    mailbox.Maildir reads them, in its order."""
+    return list(mailbox.Maildir(maildir_of(tmp, addr), factory=None, create=False))
+
+
 def queue_files(tmp):
     """Regular files in the queue (any layout)."""
     out = []
@@ -351,6 +363,58 @@ def stop(proc):
         proc.wait()
 
 
+def server_log(tmp):
+    """What a server started by start_tcpserver or start_socket_activate
+    wrote on stderr (tmp/server.stderr), or '' when there is no file."""
+    try:
+        with open(os.path.join(tmp, "server.stderr"), encoding="latin-1") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def start_tcpserver(tmp, confdir, smtpd, sanitized):
+    """smtpd under tcpserver (which sets TCPREMOTEIP) on a free loopback
+    port, its stderr into tmp/server.stderr.  Returns (process, port)
+    once the port takes connections; stops the server if it does not."""
+    port = free_port()
+    with open(os.path.join(tmp, "server.stderr"), "wb") as errf:
+        srv = subprocess.Popen(["tcpserver", "-q", "-H", "-R", "-l", HOSTNAME,
+                                "127.0.0.1", str(port), smtpd],
+                               env=base_env(confdir, sanitized), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=errf)
+    try:
+        wait_port(port, srv)
+    except BaseException:
+        stop(srv)
+        raise
+    return srv, port
+
+
+def start_socket_activate(tmp, confdir, smtpd, sanitized):
+    """smtpd under systemd-socket-activate --accept --inetd (one smtpd per
+    connection) on a free loopback port, the environment passed with -E,
+    stderr into tmp/server.stderr.  Returns (process, port)."""
+    port = free_port()
+    argv = ["systemd-socket-activate", "--accept", "--inetd", "-l", "127.0.0.1:%d" % port]
+    for k, v in base_env(confdir, sanitized).items():
+        argv += ["-E", "%s=%s" % (k, v)]
+    argv.append(smtpd)
+    with open(os.path.join(tmp, "server.stderr"), "wb") as errf:
+        srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=errf)
+    # no probe connection: each one would start an smtpd; wait for the
+    # "Listening on" line instead
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if "Listening on" in server_log(tmp):
+            break
+        if srv.poll() is not None:
+            raise RuntimeError("systemd-socket-activate exited %s" % srv.returncode)
+        time.sleep(0.05)
+    return srv, port
+
+
 def base_env(confdir, sanitized):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "DOPIS_CONF": confdir,
            "LANG": "C", "LC_ALL": "C"}
@@ -400,6 +464,127 @@ class Results:
         sys.exit(1 if self.failed else 0)
 
 
+def run_server_tests(results, base, prefix, tests, start, sanitized, log_lines=10):
+    """Runs each (name, fn) of tests against a server of its own.  In
+    the directory base/name, start(tmp) writes the configuration and
+    starts the server, returning (process, port); the check prefix+name
+    is fn(tmp, port) plus maildir_problems and queue_problems (a server
+    that does not start fails it).  The server is stopped after each
+    test; a sanitizer report in its stderr fails prefix+name+"-sanitizer",
+    and a failed test shows the last log_lines lines of it."""
+    for name, fn in tests:
+        tmp = os.path.join(base, name)
+        srv = None
+        try:
+            os.makedirs(tmp, exist_ok=True)
+            srv, port = start(tmp)
+
+            def checked(fn=fn, tmp=tmp, port=port):
+                return fn(tmp, port) + maildir_problems(tmp) + queue_problems(tmp)
+            ok = results.run(prefix + name, checked)
+        except Exception as e:
+            ok = results.run(prefix + name, lambda: ["could not start the server: %r" % e])
+        finally:
+            stop(srv)
+        err = server_log(tmp)
+        rep = sanitizer_report(err) if sanitized else ""
+        if rep:
+            results.run(prefix + name + "-sanitizer", lambda: ["sanitizer report:\n" + rep])
+        elif not ok:
+            print("    server log:\n" + "\n".join("      " + l for l in err.splitlines()[-log_lines:]))
+
+
+# ---------------------------------------------------------------- clients
+
+def write_file(path, data):
+    """Writes bytes to path; returns path."""
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def swaks(port, *args, timeout=20, run_timeout=60):
+    """swaks to 127.0.0.1:port, HELO client.test, with its --timeout;
+    returns (exit code, output)."""
+    return run_cmd(["swaks", "--server", "127.0.0.1:%d" % port, "--helo", "client.test",
+                    "--timeout", str(timeout)] + list(args), timeout=run_timeout)
+
+
+def swaks_message(tmp, port, msg, *args, **kw):
+    """swaks sending msg (bytes ending in CRLF) as its DATA, from the
+    file tmp/msg (without the last CRLF, which swaks adds before its
+    "."); args and kw as for swaks."""
+    f = write_file(os.path.join(tmp, "msg"), msg[:-2])
+    return swaks(port, *args, "--data", "@" + f, **kw)
+
+
+def smtp(port, helo="py.client.test"):
+    """An smtplib connection to 127.0.0.1:port, for use in a with."""
+    return smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=20)
+
+
+def email_message(headers, body):
+    """An email.message.EmailMessage: headers a list of (name, value),
+    body text."""
+    msg = email.message.EmailMessage()
+    for k, v in headers:
+        msg[k] = v
+    msg.set_content(body)
+    return msg
+
+
+def wire_bytes(msg, policy=None):
+    """The bytes smtplib.send_message puts on the wire for msg (with
+    policy, as BytesGenerator takes it: default, the message's)."""
+    b = io.BytesIO()
+    email.generator.BytesGenerator(b, policy=policy).flatten(msg, linesep="\r\n")
+    return b.getvalue()
+
+
+def mblaze_env(tmp):
+    """The environment for mblaze's commands: its state in tmp/mblaze,
+    no pager, no colours."""
+    env = dict(os.environ)
+    env["MBLAZE"] = os.path.join(tmp, "mblaze")
+    env["MBLAZE_PAGER"] = "cat"
+    env["MBLAZE_NOCOLOR"] = "1"
+    os.makedirs(env["MBLAZE"], exist_ok=True)
+    return env
+
+
+def mblaze(tmp, *argv):
+    """Runs an mblaze command (mlist, mhdr, mshow...) with mblaze_env(tmp);
+    returns (exit code, output)."""
+    return run_cmd(list(argv), env=mblaze_env(tmp))
+
+
+def sha256_file(path, offset=0):
+    """The SHA-256 (hex) of path's bytes from offset on, read in pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def envelope_head(sender, delivered_to):
+    """The lines deliver writes before the message: Return-Path and
+    Delivered-To (bytes)."""
+    return ("Return-Path: <%s>\nDelivered-To: %s\n" % (sender, delivered_to)).encode()
+
+
+def head_problems(data, sender, delivered_to):
+    """[] when data (a delivered file, or its beginning) starts with the
+    envelope head and a Received header, else the problem."""
+    if data.startswith(envelope_head(sender, delivered_to) + b"Received: "):
+        return []
+    return ["the file starts with %r" % data[:200]]
+
+
 def check_message(path, sender, delivered_to, message, **received):
     """Problems with a delivered file: it must be exactly Return-Path,
     Delivered-To, smtpd's Received header (received_re(**received)),
@@ -407,7 +592,7 @@ def check_message(path, sender, delivered_to, message, **received):
     with open(path, "rb") as f:
         data = f.read()
     probs = []
-    head = ("Return-Path: <%s>\nDelivered-To: %s\n" % (sender, delivered_to)).encode()
+    head = envelope_head(sender, delivered_to)
     if not data.startswith(head):
         return ["%s does not start with %r: %r" % (path, head, data[:200])]
     rest = data[len(head):].decode("latin-1")

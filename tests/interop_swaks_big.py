@@ -22,20 +22,21 @@ BASE = os.path.join(T.WORK, PASS, "interop_swaks_big")
 R = T.Results()
 
 
+def start(tmp):
+    confdir = T.setup(tmp, DELIVER, {"max_message_size": "2000000"})
+    return T.start_tcpserver(tmp, confdir, SMTPD, SANITIZED)
+
+
 def swaks(port, *args):
-    return T.run_cmd(["swaks", "--server", "127.0.0.1:%d" % port, "--helo", "client.test",
-                      "--timeout", "60", "-n"] + list(args), timeout=180)
+    return T.swaks(port, "-n", *args, timeout=60, run_timeout=180)
 
 
 def test_pipeline(tmp, port):
     msg = (b"From: x@remote.test\r\nSubject: pipelined\r\n\r\n"
            b"sent with swaks --pipeline\r\n..stuffed by swaks? no: two dots typed\r\n")
-    f = os.path.join(tmp, "msg")
-    with open(f, "wb") as fh:
-        fh.write(msg[:-2])
-    rc, out = swaks(port, "--pipeline", "--from", "x@remote.test",
-                    "--to", "alice@example.org,nobody@example.org,bob@example.org",
-                    "--data", "@" + f)
+    rc, out = T.swaks_message(tmp, port, msg, "-n", "--pipeline", "--from", "x@remote.test",
+                              "--to", "alice@example.org,nobody@example.org,bob@example.org",
+                              timeout=60, run_timeout=180)
     probs = []
     # the refused recipient is reported, the others get the message
     if "550 5.1.1" not in out or "250 2.0.0 Ok:" not in out or "PIPELINING" not in out:
@@ -53,9 +54,7 @@ def test_pipeline(tmp, port):
 def test_attachment(tmp, port):
     rnd = random.Random(1234)
     blob = bytes(rnd.getrandbits(8) for _ in range(1024 * 1024))
-    att = os.path.join(tmp, "blob.bin")
-    with open(att, "wb") as fh:
-        fh.write(blob)
+    att = T.write_file(os.path.join(tmp, "blob.bin"), blob)
     rc, out = swaks(port, "--from", "x@remote.test", "--to", "carol@example.net",
                     "--header", "Subject: one megabyte", "--body", "see the attachment",
                     "--attach-type", "application/octet-stream", "--attach", "@" + att)
@@ -67,14 +66,13 @@ def test_attachment(tmp, port):
         data = fh.read()
     if b"\r" in data:
         probs.append("the stored message has CR bytes")
-    if not data.startswith(b"Return-Path: <x@remote.test>\nDelivered-To: carol@example.net\nReceived: "):
-        probs.append("the file starts %r" % data[:120])
+    probs += T.head_problems(data, "x@remote.test", "carol@example.net")
     msg = email.message_from_bytes(data, policy=email.policy.default)
     parts = [p for p in msg.iter_attachments()]
     if len(parts) != 1 or parts[0].get_content() != blob:
         probs.append("email parser: the attachment is not the 1 MB sent (%d parts)" % len(parts))
-    env = dict(os.environ, MBLAZE=os.path.join(tmp, "mblaze"))
-    rc, listing = T.run_cmd(["mshow", "-t", path], env=env)
+    env = T.mblaze_env(tmp)
+    rc, listing = T.mblaze(tmp, "mshow", "-t", path)
     if "application/octet-stream" not in listing:
         probs.append("mshow -t: %s" % listing)
     else:
@@ -90,9 +88,7 @@ def test_attachment(tmp, port):
 
 def test_too_big(tmp, port):
     blob = os.urandom(3 * 1024 * 1024)
-    att = os.path.join(tmp, "big.bin")
-    with open(att, "wb") as fh:
-        fh.write(blob)
+    att = T.write_file(os.path.join(tmp, "big.bin"), blob)
     rc, out = swaks(port, "--from", "x@remote.test", "--to", "alice@example.org",
                     "--attach", "@" + att)
     probs = []
@@ -104,33 +100,9 @@ def test_too_big(tmp, port):
 
 
 def main():
-    for name, fn in (("pipeline", test_pipeline), ("attachment-1mb", test_attachment),
-                     ("too-big", test_too_big)):
-        tmp = os.path.join(BASE, name)
-        confdir = T.setup(tmp, DELIVER, {"max_message_size": "2000000"})
-        port = T.free_port()
-        errf = open(os.path.join(tmp, "server.stderr"), "wb")
-        srv = None
-        try:
-            srv = subprocess.Popen(["tcpserver", "-q", "-H", "-R", "-l", "mx.example.org",
-                                    "127.0.0.1", str(port), SMTPD],
-                                   env=T.base_env(confdir, SANITIZED), stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=errf)
-            T.wait_port(port, srv)
-
-            def checked(fn=fn, tmp=tmp, port=port):
-                return fn(tmp, port) + T.maildir_problems(tmp) + T.queue_problems(tmp)
-            ok = R.run("swaks-" + name, checked)
-        finally:
-            T.stop(srv)
-            errf.close()
-        with open(os.path.join(tmp, "server.stderr"), encoding="latin-1") as f:
-            err = f.read()
-        rep = T.sanitizer_report(err) if SANITIZED else ""
-        if rep:
-            R.run("swaks-" + name + "-sanitizer", lambda: ["sanitizer report:\n" + rep])
-        elif not ok:
-            print("    server log:\n" + "\n".join("      " + l for l in err.splitlines()[-10:]))
+    T.run_server_tests(R, BASE, "swaks-",
+                       [("pipeline", test_pipeline), ("attachment-1mb", test_attachment),
+                        ("too-big", test_too_big)], start, SANITIZED)
     R.exit()
 
 
