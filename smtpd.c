@@ -87,6 +87,15 @@ static buffer in = BUFFER_INIT(smtpd_read, 0, inspace, sizeof inspace);
 static buffer out = BUFFER_INIT(smtpd_write, 1, outspace, sizeof outspace);
 
 static void smtpd_exit(int code) __attribute__((noreturn));
+
+/* Starts a log line of this session: "smtpd session=ID event=EVENT";
+ * the caller adds fields and ends it with log_end(). */
+static void smtpd_log(const char *event)
+{
+  log_start();
+  log_str("session", session);
+  log_str("event", event);
+}
 static ssize_t smtpd_getline(char *line, size_t max, size_t *kept);
 
 /* ---- replies: every reply goes through here ---- */
@@ -113,9 +122,7 @@ static void reply(const char *code, const char *enh, const char *text)
   reply_line(code, 0, enh, text, NULL);
   if ((code[0] == '4' || code[0] == '5') && str_diff(code, "421") && ++errors >= MAX_ERRORS) {
     reply_line("421", 0, "4.7.0", cfg.hostname.s, " Too many errors, closing connection");
-    log_start();
-    log_str("session", session);
-    log_str("event", "too-many-errors");
+    smtpd_log("too-many-errors");
     log_end();
     smtpd_exit(0);
   }
@@ -128,9 +135,7 @@ static void smtpd_timeout(void) __attribute__((noreturn));
 static void smtpd_timeout(void)
 {
   reply_line("421", 0, "4.4.2", cfg.hostname.s, " Timeout, closing connection");
-  log_start();
-  log_str("session", session);
-  log_str("event", "timeout");
+  smtpd_log("timeout");
   log_end();
   smtpd_exit(0);
 }
@@ -233,9 +238,7 @@ static void smtpd_exit(int code)
   buffer_flush(&out);
   /* a short wait: the client may already be gone */
   if (!outdead) smtpd_tls_close(smtpd_timeoutms() < 5000 ? smtpd_timeoutms() : 5000);
-  log_start();
-  log_str("session", session);
-  log_str("event", "disconnect");
+  smtpd_log("disconnect");
   log_ulong("messages", messages);
   log_ulong("errors", (unsigned long)errors);
   log_end();
@@ -319,9 +322,7 @@ static int smtpd_received(stralloc *h)
 
 static void log_txn(const char *event, const char *status, unsigned long size)
 {
-  log_start();
-  log_str("session", session);
-  log_str("event", event);
+  smtpd_log(event);
   log_str("id", msgid);
   log_buf("from", sender.s, sender.len);
   if (authuser.len) log_buf("auth", authuser.s, authuser.len);
@@ -504,9 +505,7 @@ static void cmd_mail(char *arg, size_t len)
   if (gotsize && size > cfg.max_message_size) { reply("552", "5.3.4", "Message size exceeds fixed limit"); goto bad; }
   if (sender.len && config_isrestricted(&cfg, sender.s, sender.len)) {
     reply("550", "5.7.1", "Sender address rejected");
-    log_start();
-    log_str("session", session);
-    log_str("event", "reject");
+    smtpd_log("reject");
     log_buf("from", sender.s, sender.len);
     log_str("status", "550");
     log_end();
@@ -560,9 +559,7 @@ static int smtpd_orcptok(const char *v, size_t len, stralloc *decoded)
 
 static void log_rcpt(const char *addr, size_t len, const char *status)
 {
-  log_start();
-  log_str("session", session);
-  log_str("event", "reject");
+  smtpd_log("reject");
   log_buf("from", sender.s, sender.len);
   log_buf("rcpt", addr, len);
   log_str("status", status);
@@ -663,9 +660,7 @@ out:
 static int txn_begin(int bdat)
 {
   if (!deliver_start()) {
-    log_start();
-    log_str("session", session);
-    log_str("event", "deliver-failed");
+    smtpd_log("deliver-failed");
     log_str("deliver", cfg.deliver.s);
     log_str("error", strerror(errno));
     log_end();
@@ -732,9 +727,7 @@ static void bdat_unreadable(void) __attribute__((noreturn));
 static void bdat_unreadable(void)
 {
   reply_line("421", 0, "4.5.4", cfg.hostname.s, " Unreadable BDAT size, closing connection");
-  log_start();
-  log_str("session", session);
-  log_str("event", "bdat-unreadable");
+  smtpd_log("bdat-unreadable");
   log_end();
   smtpd_exit(0);
 }
@@ -819,6 +812,15 @@ static void cmd_starttls(char *arg, size_t len)
   if (!cfg.tls_cert.len) { reply("502", "5.5.1", "STARTTLS not available"); return; }
   if (smtpd_tls_active()) { reply("503", "5.5.1", "TLS already active"); return; }
   if (len) { reply("501", "5.5.4", "Syntax: STARTTLS"); return; }
+  if (!smtpd_tls_prepare(cfg.tls_cert.s, cfg.tls_key.s, &err)) {
+    if (!stralloc_0(&err)) err.s = "out of memory";
+    smtpd_log("tls-failed");
+    log_str("error", err.s);
+    log_end();
+    stralloc_free(&err);
+    reply("454", "4.7.0", "TLS not available due to temporary reason");
+    return;
+  }
   reply("220", "2.0.0", "Ready to start TLS");
   if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
   /* Whatever the client sent after STARTTLS in plaintext is dropped:
@@ -827,16 +829,12 @@ static void cmd_starttls(char *arg, size_t len)
   in.p = in.n = 0;
   if (!smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
     if (!stralloc_0(&err)) err.s = "out of memory";
-    log_start();
-    log_str("session", session);
-    log_str("event", "tls-failed");
+    smtpd_log("tls-failed");
     log_str("error", err.s);
     log_end();
     smtpd_exit(0);  /* the client speaks TLS now: no reply can reach it */
   }
-  log_start();
-  log_str("session", session);
-  log_str("event", "starttls");
+  smtpd_log("starttls");
   log_str("version", smtpd_tls_version());
   log_str("cipher", smtpd_tls_cipher());
   if (pending) log_ulong("discarded", pending);
@@ -885,9 +883,7 @@ static int smtpd_authline(const char *prompt, char *dec, size_t max, size_t *dec
 static void smtpd_authfail(const char *mech)
 {
   authfails++;
-  log_start();
-  log_str("session", session);
-  log_str("event", "auth-failed");
+  smtpd_log("auth-failed");
   log_str("mech", mech);
   log_ulong("failures", (unsigned long)authfails);
   log_end();
@@ -956,9 +952,7 @@ static void cmd_auth(char *arg, size_t len)
   if (r == -1) {
     byte_zero(dec, sizeof dec);
     if (!stralloc_0(&err)) err.s = "out of memory";
-    log_start();
-    log_str("session", session);
-    log_str("event", "auth-error");
+    smtpd_log("auth-error");
     log_str("error", err.s);
     log_end();
     stralloc_free(&err);
@@ -973,9 +967,7 @@ static void cmd_auth(char *arg, size_t len)
   if (!address_key(user, userlen, &authuser)) { reply("454", "4.7.0", "Temporary authentication failure"); return; }
   byte_zero(dec, sizeof dec);
   relayok = 1;
-  log_start();
-  log_str("session", session);
-  log_str("event", "auth");
+  smtpd_log("auth");
   log_str("mech", mech);
   log_buf("user", authuser.s, authuser.len);
   log_end();
@@ -1069,9 +1061,7 @@ static void smtpd_command(char *line, size_t len, size_t sent)
   if (!c) {
     if (smtpd_ishttp(line, len)) {
       reply_line("421", 0, "4.7.0", cfg.hostname.s, " Not an SMTP client, closing connection");
-      log_start();
-      log_str("session", session);
-      log_str("event", "not-smtp");
+      smtpd_log("not-smtp");
       log_end();
       smtpd_exit(0);
     }
@@ -1147,18 +1137,14 @@ int main(void)
   id_make(session);
   if (!config_load(&cfg, &err)) {
     if (!stralloc_0(&err)) err.s = "out of memory";
-    log_start();
-    log_str("session", session);
-    log_str("event", "config-error");
+    smtpd_log("config-error");
     log_str("error", err.s);
     log_end();
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
     _exit(EX_CONFIG);
   }
   if (!smtpd_client()) {
-    log_start();
-    log_str("session", session);
-    log_str("event", "no-peer");
+    smtpd_log("no-peer");
     log_str("error", strerror(errno));
     log_end();
     buffer_putsflush(&out, "421 4.3.0 Cannot identify the client, closing connection\r\n");
@@ -1170,9 +1156,7 @@ int main(void)
   else if (!str_diff(mode, "submission")) submission = 1;
   else if (!str_diff(mode, "submissions")) submission = 2;
   else {
-    log_start();
-    log_str("session", session);
-    log_str("event", "config-error");
+    smtpd_log("config-error");
     log_str("error", "DOPIS_MODE is not smtp, submission or submissions");
     log_end();
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
@@ -1183,17 +1167,13 @@ int main(void)
     if (!cfg.tls_cert.len) stralloc_copys(&err, "DOPIS_MODE=submissions needs tls_cert and tls_key");
     if (!cfg.tls_cert.len || !smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
       if (!stralloc_0(&err)) err.s = "out of memory";
-      log_start();
-      log_str("session", session);
-      log_str("event", "tls-failed");
+      smtpd_log("tls-failed");
       log_str("error", err.s);
       log_end();
       _exit(cfg.tls_cert.len ? 0 : EX_CONFIG);
     }
   }
-  log_start();
-  log_str("session", session);
-  log_str("event", "connect");
+  smtpd_log("connect");
   log_str("mode", mode);
   if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
   log_str("ip", remoteip ? remoteip : "local");

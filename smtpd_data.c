@@ -70,17 +70,11 @@ static void data_emit_raw(struct data *d, const char *s, size_t len)
   d->written += len;
 }
 
+/* Stored LF stands for the client's CRLF: it counts 2 (RFC 1870). */
 static void data_emit(struct data *d, const char *s, size_t len)
 {
   for (size_t i = 0; i < len; i++) d->size += s[i] == '\n' ? 2 : 1;
-  if (d->inheader) data_header(d, s, len);
-  if (!data_writing(d)) return;
-  if (buffer_put(d->out, s, len) == -1) {
-    d->writefail = 1;
-    d->out = NULL;
-    return;
-  }
-  d->written += len;
+  data_emit_raw(d, s, len);
 }
 
 static void data_bare(struct data *d, const char *c)

@@ -37,12 +37,13 @@ static int smtpd_tls_fail(stralloc *err, const char *what, struct tls *t)
   return 0;
 }
 
-int smtpd_tls_start(const char *cert, const char *key, int timeout_ms, stralloc *err)
+static struct tls *server;
+
+int smtpd_tls_prepare(const char *cert, const char *key, stralloc *err)
 {
   struct tls_config *cfg;
-  struct tls *server;
-  int r;
 
+  if (server) return 1;
   if (tls_init() == -1) return smtpd_tls_fail(err, "tls_init failed", NULL);
   if (!(cfg = tls_config_new())) return smtpd_tls_fail(err, "tls_config_new failed", NULL);
   if (tls_config_set_protocols(cfg, TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3) == -1 ||
@@ -56,29 +57,31 @@ int smtpd_tls_start(const char *cert, const char *key, int timeout_ms, stralloc 
   if (tls_configure(server, cfg) == -1) {
     smtpd_tls_fail(err, "tls_configure", server);
     tls_free(server);
+    server = NULL;
     tls_config_free(cfg);
     return 0;
   }
   tls_config_free(cfg);
-  if (!smtpd_tls_nonblock(0) || !smtpd_tls_nonblock(1)) {
-    tls_free(server);
+  return 1;
+}
+
+int smtpd_tls_start(const char *cert, const char *key, int timeout_ms, stralloc *err)
+{
+  int r;
+
+  if (!smtpd_tls_prepare(cert, key, err)) return 0;
+  if (!smtpd_tls_nonblock(0) || !smtpd_tls_nonblock(1))
     return smtpd_tls_fail(err, "fcntl O_NONBLOCK failed", NULL);
-  }
-  if (tls_accept_fds(server, &conn, 0, 1) == -1) {
-    smtpd_tls_fail(err, "tls_accept_fds", server);
-    tls_free(server);
-    return 0;
-  }
+  if (tls_accept_fds(server, &conn, 0, 1) == -1) return smtpd_tls_fail(err, "tls_accept_fds", server);
   while ((r = tls_handshake(conn)) == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT)
     if (!smtpd_tls_wait(r, timeout_ms)) break;
   if (r != 0) {
     smtpd_tls_fail(err, errno == ETIMEDOUT && r != -1 ? "handshake timed out" : "handshake", conn);
     tls_free(conn);
     conn = NULL;
-    tls_free(server);
     return 0;
   }
-  return 1;  /* server stays allocated: conn refers to its context */
+  return 1;
 }
 
 ssize_t smtpd_tls_read(char *buf, size_t len, int timeout_ms)

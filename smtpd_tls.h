@@ -8,8 +8,12 @@
 #include <sys/types.h>
 #include <stralloc.h>
 
-/* Handshake on fds 0/1 with the certificate and key files; TLS 1.2
- * and 1.3 only.  Returns 1, or 0 with err set. */
+/* Loads the certificate and key, so that STARTTLS can be refused
+ * (454) rather than fail after its 220.  Returns 1, or 0 with err. */
+int smtpd_tls_prepare(const char *cert, const char *key, stralloc *err);
+/* Handshake on fds 0/1 with the certificate and key files (prepared
+ * first when not yet); TLS 1.2 and 1.3 only.  Returns 1, or 0 with
+ * err set. */
 int smtpd_tls_start(const char *cert, const char *key, int timeout_ms, stralloc *err);
 int smtpd_tls_active(void);
 /* Like read(2)/write(2); -1 with errno ETIMEDOUT after timeout_ms of
