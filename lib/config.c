@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <limits.h>
 #include <byte.h>
 #include <case.h>
 #include <fmt.h>
@@ -14,6 +13,7 @@
 #include <stralloc.h>
 #include "address.h"
 #include "config.h"
+#include "sibling.h"
 
 #define CONFIG_MAXLINE 4096
 
@@ -436,21 +436,6 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   return config_fail(p, "unknown key", l, klen);
 }
 
-/* Without "deliver =": the deliver program beside this one, named as
- * in the build tree (deliver) or as installed (dopis-deliver). */
-static int config_defaultdeliver(struct config *c)
-{
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  size_t slash;
-  if (n <= 0) return stralloc_copys(&c->deliver, "/usr/local/sbin/dopis-deliver");
-  self[n] = 0;
-  slash = str_rchr(self, '/');
-  if (!stralloc_copyb(&c->deliver, self, slash + 1)) return 0;
-  if (str_start(self + slash + 1, "dopis-")) return stralloc_cats(&c->deliver, "dopis-deliver");
-  return stralloc_cats(&c->deliver, "deliver");
-}
-
 int config_load(struct config *c, stralloc *err)
 {
   const char *dir = getenv("DOPIS_CONF");
@@ -483,7 +468,10 @@ int config_load(struct config *c, stralloc *err)
   }
   if (!c->mailroot.len && !stralloc_copys(&c->mailroot, "/var/lib/dopis/mail")) goto nomem;
   if (!c->queue.len && !stralloc_copys(&c->queue, "/var/spool/dopis")) goto nomem;
-  if (!c->deliver.len && !config_defaultdeliver(c)) goto nomem;
+  if (!c->deliver.len) {
+    /* the deliver program beside this one */
+    if (!sibling_path("deliver", &c->deliver)) goto nomem;
+  }
   if (!c->tls_cert.len != !c->tls_key.len) {
     struct config_pos p = { err, "dopis.conf", 0 };
     return config_fail(&p, "tls_cert and tls_key go together", NULL, 0);
