@@ -103,7 +103,9 @@ file viewer: one message per file).
 
 A mail program (Thunderbird and the like) can send through it with:
 outgoing server 127.0.0.1, port $port, connection security none,
-no authentication (TLS and AUTH are not there yet).
+no authentication (no certificate is configured here, so neither
+STARTTLS nor AUTH is offered; see "Encryption and authentication" in
+the README).
 
 EOF
 
