@@ -30,6 +30,7 @@
 #include "id.h"
 #include "log.h"
 #include "route.h"
+#include "sandbox.h"
 #include "passwd.h"
 #include "smtpd.h"
 #include "smtpd_tls.h"
@@ -180,6 +181,38 @@ static ssize_t smtpd_write(int fd, const char *buf, size_t len)
   if (r == -1) outdead = 1;
   return r;
 }
+
+#ifdef DOPIS_FUZZ
+/* fuzz/fuzz_smtpd.c runs session after session in one process: the
+ * end of a session returns to the harness instead of ending the
+ * process, an AUTH failure costs no time, and smtpd_fuzz_reset puts
+ * every static back as a new process would find it. */
+void smtpd_fuzz_exit(int code) __attribute__((noreturn));
+unsigned smtpd_fuzz_sleep(unsigned secs);
+#define _exit(code) smtpd_fuzz_exit(code)
+#define sleep(secs) smtpd_fuzz_sleep(secs)
+void smtpd_fuzz_reset(void);
+void smtpd_fuzz_reset(void)
+{
+  static const buffer in0 = BUFFER_INIT(smtpd_read, 0, inspace, sizeof inspace);
+  static const buffer out0 = BUFFER_INIT(smtpd_write, 1, outspace, sizeof outspace);
+  config_free(&cfg);
+  stralloc_free(&authuser);
+  stralloc_free(&helo);
+  stralloc_free(&sender);
+  stralloc_free(&rcpts);
+  stralloc_free(&firstrcpt);
+  stralloc_free(&envid);
+  route_list_free(&routes);
+  remoteip = remotehost = NULL;
+  relayok = relaybase = submission = authfails = errors = 0;
+  esmtp = ret = smtputf8 = binarymime = eightbit = outdead = 0;
+  messages = nrcpts = 0;
+  state = S_GREET;
+  in = in0;
+  out = out0;
+}
+#endif
 
 /* ---- the deliver child ---- */
 
@@ -1126,6 +1159,49 @@ static int smtpd_client(void)
   return 1;
 }
 
+/* From here on smtpd reads hostile input: it gives up everything it
+ * does not need.  deliver is started by the broker forked before, so
+ * smtpd itself may execute nothing and write nothing; it may read only
+ * the passwd file and the TLS certificate and key. */
+static void smtpd_sandbox(void)
+{
+  static stralloc passwd, why;
+  const char *readable[4];
+  int n = 0, r;
+  if (SANDBOX_OFF) return;
+  if (!stralloc_copy(&passwd, &cfg.dir) || !stralloc_cats(&passwd, "/passwd") || !stralloc_0(&passwd))
+    smtpd_exit(EX_TEMPFAIL);
+  readable[n++] = passwd.s;
+  if (cfg.tls_cert.len) {
+    readable[n++] = cfg.tls_cert.s;
+    readable[n++] = cfg.tls_key.s;
+    /* the TLS library reads its own configuration once, before */
+    smtpd_tls_init();
+  }
+  readable[n] = NULL;
+  r = sandbox_files(readable, NULL, &why);
+  if (r != -1) {
+    /* without Landlock (an old kernel) the session runs on, as said */
+    if (r == 0) {
+      if (!stralloc_0(&why)) why.s = "out of memory";
+      smtpd_log("sandbox-unavailable");
+      log_str("error", why.s);
+      log_end();
+    }
+    r = sandbox_syscalls_smtpd(&why);
+  }
+  if (r != 1) {
+    if (!stralloc_0(&why)) why.s = "out of memory";
+    smtpd_log(r == 0 ? "sandbox-unavailable" : "sandbox-failed");
+    log_str("error", why.s);
+    log_end();
+    if (r == -1) {
+      buffer_putsflush(&out, "421 4.3.0 Temporary failure, try again later\r\n");
+      _exit(EX_OSERR);
+    }
+  }
+}
+
 int main(void)
 {
   stralloc err = {0};
@@ -1162,6 +1238,14 @@ int main(void)
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
     _exit(EX_CONFIG);
   }
+  if (!deliverpipe_broker(cfg.deliver.s)) {
+    smtpd_log("broker-failed");
+    log_str("error", strerror(errno));
+    log_end();
+    buffer_putsflush(&out, "421 4.3.0 Temporary failure, try again later\r\n");
+    _exit(EX_TEMPFAIL);
+  }
+  smtpd_sandbox();
   if (submission == 2) {
     /* implicit TLS (RFC 8314): the handshake comes before the greeting */
     if (!cfg.tls_cert.len) stralloc_copys(&err, "DOPIS_MODE=submissions needs tls_cert and tls_key");

@@ -39,6 +39,8 @@ static int smtpd_tls_fail(stralloc *err, const char *what, struct tls *t)
 
 static struct tls *server;
 
+void smtpd_tls_init(void) { tls_init(); }
+
 int smtpd_tls_prepare(const char *cert, const char *key, stralloc *err)
 {
   struct tls_config *cfg;

@@ -10,6 +10,9 @@
 
 /* Loads the certificate and key, so that STARTTLS can be refused
  * (454) rather than fail after its 220.  Returns 1, or 0 with err. */
+/* Initialises the TLS library, which reads its own configuration:
+ * done before the sandbox closes the file system. */
+void smtpd_tls_init(void);
 int smtpd_tls_prepare(const char *cert, const char *key, stralloc *err);
 /* Handshake on fds 0/1 with the certificate and key files (prepared
  * first when not yet); TLS 1.2 and 1.3 only.  Returns 1, or 0 with

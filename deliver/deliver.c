@@ -7,6 +7,7 @@
  * from that file.  Nothing becomes visible before every copy is on
  * disk and fsynced, and a failure at any point removes everything. */
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "queue.h"
 #include "route.h"
+#include "sandbox.h"
 #include "maildir.h"
 
 #define DELIVER_MAXID 64   /* the id names queue files */
@@ -300,6 +302,46 @@ static void deliver_setup(void)
     deliver_nomem();
 }
 
+/* Before the first file is made: from here deliver may write only
+ * beneath where its targets' Maildirs are made (the mailroot, or an
+ * explicit Maildir's parent) and the queue, and execute nothing. */
+static void deliver_sandbox(void)
+{
+  static stralloc paths;
+  const char **writable;
+  size_t n = 0, off;
+  int r;
+
+  if (SANDBOX_OFF) return;
+  writable = calloc(targets.n + 2, sizeof *writable);
+  if (!writable) deliver_nomem();
+  for (size_t i = 0; i < targets.n; i++) {
+    const char *m = targets.t[i].maildir;
+    if (!m) continue;
+    if (!stralloc_catb(&paths, m, deliver_keep(m)) || !stralloc_0(&paths)) deliver_nomem();
+  }
+  if (nremote) {
+    /* the queue, or its parent when it is still to be made */
+    size_t q = queuedir.len - 1;
+    struct stat st;
+    if (stat(queuedir.s, &st) == -1)
+      while (q > 1 && queuedir.s[q - 1] != '/') q--;
+    if (!stralloc_catb(&paths, queuedir.s, q) || !stralloc_0(&paths)) deliver_nomem();
+  }
+  for (off = 0; off < paths.len; off += str_len(paths.s + off) + 1) writable[n++] = paths.s + off;
+  writable[n] = NULL;
+  r = sandbox_files(NULL, writable, &why);
+  if (r == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  if (r == 0) {
+    log_start();
+    log_str("id", id.s);
+    log_str("event", "sandbox-unavailable");
+    log_buf("error", why.s, why.len);
+    log_end();
+  }
+  free(writable);
+}
+
 int main(void)
 {
   static const int sigs[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT };
@@ -319,6 +361,7 @@ int main(void)
   for (size_t i = 0; i < targets.n; i++)
     if (targets.t[i].maildir) nlocal++;
     else nremote++;
+  deliver_sandbox();
   if (nlocal) {
     copies = calloc(nlocal, sizeof *copies);
     if (!copies) deliver_nomem();

@@ -25,4 +25,14 @@ int deliverpipe_commit(struct deliverpipe *d, unsigned long long size);
  * waits for it.  Harmless when nothing runs. */
 void deliverpipe_abort(struct deliverpipe *d);
 
+
+/* Privilege separation for smtpd: forks a broker that keeps the
+ * right to start deliver, so that the caller can then sandbox itself
+ * with no right to execute or write anything (sandboxes are inherited
+ * by what a process starts).  Afterwards deliverpipe_start goes
+ * through the broker: it starts path with a fixed argv and passes the
+ * pipe ends back (SCM_RIGHTS); its exit status comes back the same
+ * way.  Call before reading any untrusted input.  Returns 1, or 0. */
+int deliverpipe_broker(const char *path);
+
 #endif
