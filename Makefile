@@ -19,7 +19,8 @@ SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o $(OBJ)/smtpd_tls.o
 DELIVER_OBJ = $(OBJ)/deliver/deliver.o $(OBJ)/deliver/maildir.o
 RELAY_OBJ   = $(OBJ)/relay/relay.o $(OBJ)/relay/state.o $(OBJ)/relay/mx.o \
               $(OBJ)/relay/client.o $(OBJ)/relay/wire.o $(OBJ)/relay/spawn.o \
-              $(OBJ)/relay/bounce.o $(OBJ)/relay/reply.o
+              $(OBJ)/relay/bounce.o $(OBJ)/relay/reply.o $(OBJ)/relay/tls.o \
+              $(OBJ)/relay/auth.o
 QUEUE_OBJ   = $(OBJ)/queue/queue.o $(OBJ)/queue/show.o $(OBJ)/queue/out.o
 # smtpd_tls.o: check loads the certificate and key as smtpd does
 CHECK_OBJ   = $(OBJ)/check/check.o $(OBJ)/smtpd_tls.o
@@ -47,7 +48,7 @@ $(BIN)/deliver: $(DELIVER_OBJ) $(LIBA)
 
 $(BIN)/relay: $(RELAY_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ludns
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ludns -ltls
 
 $(BIN)/sendmail: $(SENDMAIL_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
@@ -65,7 +66,8 @@ deps:
 	@sh tests/deps.sh build
 
 # Builds with clang too (warnings are errors there), then runs every
-# test inside a network namespace that has only loopback.
+# test inside a network namespace that has only loopback, then each
+# fuzzing harness briefly (fuzz-check, below).
 check: deps
 	@sh tests/deps.sh test
 	@sh tests/relay-peers.sh
@@ -75,6 +77,7 @@ check: deps
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined"
 	unshare -n sh tests/netns.sh $(PYTHON) tests/run.py
+	$(MAKE) fuzz-check
 
 run: deps all
 	@sh tests/run-server.sh
