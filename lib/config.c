@@ -414,6 +414,22 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   if (KEY("max_recipients")) return config_setnum(p, &c->max_recipients, v, vlen, 1, 100000);
   if (KEY("timeout")) return config_setnum(p, &c->timeout, v, vlen, 1, 86400);
   if (KEY("smarthost")) return stralloc_copyb(&c->smarthost, v, vlen) ? 1 : config_nomem(p);
+  if (KEY("smarthost_tls")) {
+    if (vlen == 2 && byte_equal(v, 2, "no")) c->smarthost_tls = CONFIG_SMARTHOST_TLS_NO;
+    else if (vlen == 3 && byte_equal(v, 3, "yes")) c->smarthost_tls = CONFIG_SMARTHOST_TLS_YES;
+    else if (vlen == 6 && byte_equal(v, 6, "verify")) c->smarthost_tls = CONFIG_SMARTHOST_TLS_VERIFY;
+    else return config_fail(p, "smarthost_tls is no, yes or verify", v, vlen);
+    return 1;
+  }
+  if (KEY("smarthost_user")) {
+    /* it goes into AUTH PLAIN: no control byte, no NUL */
+    for (size_t i = 0; i < vlen; i++)
+      if ((unsigned char)v[i] < 32 || v[i] == 127)
+        return config_fail(p, "control character in smarthost_user", NULL, 0);
+    return stralloc_copyb(&c->smarthost_user, v, vlen) ? 1 : config_nomem(p);
+  }
+  if (KEY("smarthost_password_file")) return config_setpath(c, p, &c->smarthost_password_file, v, vlen);
+  if (KEY("tls_ca_file")) return config_setpath(c, p, &c->tls_ca_file, v, vlen);
   if (KEY("max_connections")) return config_setnum(p, &c->max_connections, v, vlen, 1, 1000);
   if (KEY("timeout_connect")) return config_setnum(p, &c->timeout_connect, v, vlen, 1, 86400);
   if (KEY("timeout_greeting")) return config_setnum(p, &c->timeout_greeting, v, vlen, 1, 86400);
@@ -476,13 +492,25 @@ int config_load(struct config *c, stralloc *err)
     struct config_pos p = { err, "dopis.conf", 0 };
     return config_fail(&p, "tls_cert and tls_key go together", NULL, 0);
   }
+  if (!c->smarthost_user.len != !c->smarthost_password_file.len) {
+    struct config_pos p = { err, "dopis.conf", 0 };
+    return config_fail(&p, "smarthost_user and smarthost_password_file go together", NULL, 0);
+  }
+  if (!c->smarthost.len && (c->smarthost_user.len || c->smarthost_tls)) {
+    struct config_pos p = { err, "dopis.conf", 0 };
+    return config_fail(&p, "smarthost_tls and smarthost_user need a smarthost", NULL, 0);
+  }
+  if (!c->tls_ca_file.len && !stralloc_copys(&c->tls_ca_file, CONFIG_CA_FILE)) goto nomem;
   if (!stralloc_0(&c->hostname) || !stralloc_0(&c->mailroot) || !stralloc_0(&c->queue) ||
       !stralloc_0(&c->deliver) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost) ||
-      !stralloc_0(&c->tls_cert) || !stralloc_0(&c->tls_key))
+      !stralloc_0(&c->tls_cert) || !stralloc_0(&c->tls_key) ||
+      !stralloc_0(&c->smarthost_user) || !stralloc_0(&c->smarthost_password_file) ||
+      !stralloc_0(&c->tls_ca_file))
     goto nomem;
   /* keep .len the string length; the NUL stays after it for C calls */
   c->hostname.len--; c->mailroot.len--; c->queue.len--; c->deliver.len--; c->dir.len--;
   c->smarthost.len--; c->tls_cert.len--; c->tls_key.len--;
+  c->smarthost_user.len--; c->smarthost_password_file.len--; c->tls_ca_file.len--;
   if (c->retry_max < c->retry_min) c->retry_max = c->retry_min;
 
   if (!config_eachline(c, "localdomains", 0, err, config_line_localdomains)) return 0;
@@ -519,6 +547,9 @@ void config_free(struct config *c)
   stralloc_free(&c->tls_key);
   stralloc_free(&c->firstdomain);
   stralloc_free(&c->smarthost);
+  stralloc_free(&c->smarthost_user);
+  stralloc_free(&c->smarthost_password_file);
+  stralloc_free(&c->tls_ca_file);
   config_freetable(&c->localdomains);
   config_freetable(&c->users);
   config_freetable(&c->aliases);

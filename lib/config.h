@@ -30,6 +30,13 @@ struct config_net {
   unsigned int prefix;      /* in bits, of the 128-bit form */
 };
 
+#define CONFIG_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+/* smarthost_tls: opportunistic like any peer, encrypted, or encrypted
+ * with a verified certificate */
+#define CONFIG_SMARTHOST_TLS_NO 0
+#define CONFIG_SMARTHOST_TLS_YES 1
+#define CONFIG_SMARTHOST_TLS_VERIFY 2
+
 struct config {
   stralloc dir;             /* the configuration directory, no trailing / */
   stralloc hostname;
@@ -49,6 +56,10 @@ struct config {
   size_t nrelayclients;
   /* the relay (see dopis-relay(8)); times in seconds */
   stralloc smarthost;       /* "" or host[:port], as written */
+  int smarthost_tls;        /* CONFIG_SMARTHOST_TLS_*: what the smarthost's TLS must be */
+  stralloc smarthost_user;  /* AUTH PLAIN to the smarthost; "" for none */
+  stralloc smarthost_password_file; /* absolute; "" when unset */
+  stralloc tls_ca_file;     /* the CAs the relay trusts; absolute */
   unsigned long max_connections;
   unsigned long timeout_connect;
   unsigned long timeout_greeting;   /* RFC 5321 4.5.3.2 */

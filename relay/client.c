@@ -4,7 +4,15 @@
  * with PIPELINING when offered, and applies each reply to the
  * recipients it concerns; the info file is rewritten after each
  * transaction.  Everything the peer sends is bounded: reply lines,
- * lines per reply; EHLO keywords are only looked at, never stored. */
+ * lines per reply; EHLO keywords are only looked at, never stored.
+ *
+ * When the peer offers STARTTLS, the session goes into TLS (tls.c)
+ * before any mail, and EHLO is said again.  A certificate that fails
+ * its check still gets the mail, encrypted; a handshake that fails
+ * gets the host another connection in plain text, once per pass.  The
+ * smarthost may be required to take TLS (smarthost_tls), and gets AUTH
+ * PLAIN inside TLS when credentials are configured; it is never sent
+ * anything in clear then. */
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <errno.h>
@@ -21,9 +29,6 @@
 #include "log.h"
 #include "relay.h"
 
-#define REPLY_MAXLINE 2048    /* RFC 5321 says 512; be lenient, not unbounded */
-#define REPLY_MAXLINES 100
-#define REPLY_MAXTEXT 1000    /* kept of a reply, for logs and DSNs */
 #define OUT_LOW 65536         /* refill message data below this */
 #define QUIT_WAIT 10          /* seconds: the reply to QUIT is a courtesy */
 
@@ -33,8 +38,8 @@
 #define TX_DONE 2             /* its result is recorded */
 
 enum cstate {
-  C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_TXN, C_BODY, C_DOT, C_RSET,
-  C_QUIT, C_DEAD
+  C_CONNECT, C_GREETING, C_EHLO, C_HELO, C_STARTTLS, C_HANDSHAKE, C_AUTH,
+  C_TXN, C_BODY, C_DOT, C_RSET, C_QUIT, C_DEAD
 };
 
 struct conn {
@@ -56,6 +61,11 @@ struct conn {
   int pipelining, eightbit, smtputf8, dsn, chunking, binarymime;
   int hassize;
   unsigned long long maxsize;   /* SIZE n; 0 for no fixed limit */
+  int starttls, authplain;      /* offered by the last EHLO */
+
+  struct ctls *tls;       /* after STARTTLS; NULL in plain text */
+  int verified;           /* the certificate's chain and name are good */
+  int authsent;           /* the credentials went into out */
 
   struct task *t;
   int step;               /* replies received in this transaction */
@@ -100,6 +110,8 @@ struct conn *conn_new(struct dest *d, int fd)
 void conn_free(struct conn *c)
 {
   if (!c || c->st == C_DEAD) return;
+  ctls_free(c->tls);
+  c->tls = NULL;
   if (c->fd != -1) close(c->fd);
   if (c->msgfd != -1) close(c->msgfd);
   c->fd = c->msgfd = -1;
@@ -113,6 +125,8 @@ void conn_reap(void)
   while (dead) {
     struct conn *c = dead;
     dead = c->nextdead;
+    /* the credentials, base64 or not, leave no copy behind */
+    if (c->authsent && c->out.s) byte_zero(c->out.s, c->out.a);
     stralloc_free(&c->out);
     stralloc_free(&c->text);
     free(c);
@@ -124,10 +138,13 @@ unsigned long long conn_deadline(const struct conn *c) { return c->deadline; }
 
 short conn_events(const struct conn *c)
 {
+  int pending;
   if (c->st == C_DEAD) return 0;
   if (c->st == C_CONNECT) return POLLOUT;
-  return (short)(POLLIN | (c->outpos < c->out.len || (c->st == C_BODY && !c->eof)
-                           ? POLLOUT : 0));
+  if (c->st == C_HANDSHAKE) return ctls_want(c->tls);
+  pending = c->outpos < c->out.len || (c->st == C_BODY && !c->eof);
+  if (c->tls) return ctls_events(c->tls, pending);
+  return (short)(POLLIN | (pending ? POLLOUT : 0));
 }
 
 static int conn_send(struct conn *c, const char *s)
@@ -144,33 +161,18 @@ static enum result conn_class(int code)
   return RES_DEFER;
 }
 
-/* The RFC 3463 code a reply carries, or one made from its class. */
-static void conn_status(int code, const stralloc *text, char *out)
-{
-  const char *s = text->s + 4;
-  size_t len = text->len > 4 ? text->len - 4 : 0, i = 0, dots = 0, digits = 0;
-  while (i < len && i < 9 && s[i] != ' ') {
-    if (s[i] == '.') { if (!digits) break; dots++; digits = 0; }
-    else if (s[i] >= '0' && s[i] <= '9') digits++;
-    else break;
-    i++;
-  }
-  if (i && i < 10 && (i == len || s[i] == ' ') && dots == 2 && digits &&
-      s[0] == '0' + code / 100) {
-    byte_copy(out, i, s);
-    out[i] = 0;
-    return;
-  }
-  out[0] = (char)('0' + (code / 100 >= 2 && code / 100 <= 5 ? code / 100 : 4));
-  byte_copy(out + 1, 5, ".0.0");
-}
-
 static void conn_result(struct conn *c, size_t k, enum result r,
                         const char *status, const char *text, size_t len)
 {
   struct task *t = c->t;
+  struct msg_tls how = { NULL, NULL, "none" };
   if (t->accepted[k] == TX_DONE) return;
-  msg_result(t->m, t->rcpt[k], r, status, c->d->host.s, text, len, c->dsn);
+  if (c->tls) {
+    how.version = ctls_version(c->tls);
+    how.cipher = ctls_cipher(c->tls);
+    how.verify = c->verified ? "ok" : "failed";
+  }
+  msg_result_tls(t->m, t->rcpt[k], r, status, c->d->host.s, text, len, c->dsn, &how);
   t->accepted[k] = TX_DONE;
 }
 
@@ -187,7 +189,7 @@ static void conn_resultall(struct conn *c, int accepted, enum result r,
 static void conn_replyresult(struct conn *c, int accepted)
 {
   char st[16];
-  conn_status(c->code, &c->text, st);
+  reply_status(c->code, &c->text, st);
   conn_resultall(c, accepted, conn_class(c->code), st, c->text.s, c->text.len);
 }
 
@@ -232,9 +234,15 @@ static void conn_failmsg(struct conn *c, const char *what)
   conn_fail(c, 0, "4.4.2", t.s, t.len);
 }
 
+static void conn_tlsbroken(struct conn *c, const char *err, int chain);
+
 void conn_timeout(struct conn *c)
 {
   static stralloc t;
+  if (c->st == C_HANDSHAKE) {
+    conn_tlsbroken(c, "timeout in the TLS handshake", 0);
+    return;
+  }
   if (c->st == C_QUIT) {
     struct dest *d = c->d;
     conn_free(c);
@@ -425,7 +433,7 @@ static void conn_txnreply(struct conn *c)
   int k = c->step++;
   char st[16];
 
-  conn_status(c->code, &c->text, st);
+  reply_status(c->code, &c->text, st);
   if (k == 0) {
     c->mailok = c->code >= 200 && c->code < 300;
     /* a refused MAIL decides for every recipient */
@@ -490,25 +498,247 @@ static int conn_isself(const struct conn *c)
 
 static void conn_ehloline(struct conn *c, const char *s, size_t len)
 {
-  size_t k = 0;
-  while (k < len && s[k] != ' ' && s[k] != '=') k++;
-#define IS(w) (k == sizeof(w) - 1 && case_equalb(s, k, w))
-  if (IS("PIPELINING")) c->pipelining = 1;
-  else if (IS("8BITMIME")) c->eightbit = 1;
-  else if (IS("SMTPUTF8")) c->smtputf8 = 1;
-  else if (IS("DSN")) c->dsn = 1;
-  else if (IS("CHUNKING")) c->chunking = 1;
-  else if (IS("BINARYMIME")) c->binarymime = 1;
-  else if (IS("SIZE")) {
-    unsigned long long n = 0;
-    size_t i = k;
-    while (i < len && s[i] == ' ') i++;
-    /* "SIZE" alone or "SIZE 0": no fixed limit, but say our size */
-    if (i < len && scan_ulonglong(s + i, &n) == 0) n = 0;
-    c->hassize = 1;
-    c->maxsize = n;
+  unsigned long long n = 0;
+  switch (reply_ehlo(s, len, &n)) {
+  case EXT_PIPELINING: c->pipelining = 1; break;
+  case EXT_8BITMIME: c->eightbit = 1; break;
+  case EXT_SMTPUTF8: c->smtputf8 = 1; break;
+  case EXT_DSN: c->dsn = 1; break;
+  case EXT_CHUNKING: c->chunking = 1; break;
+  case EXT_BINARYMIME: c->binarymime = 1; break;
+  case EXT_STARTTLS: c->starttls = 1; break;
+  case EXT_AUTHPLAIN: c->authplain = 1; break;
+  case EXT_SIZE: c->hassize = 1; c->maxsize = n; break;
+  case EXT_OTHER: break;
   }
-#undef IS
+}
+
+/* ---- TLS and AUTH ---- */
+
+/* The smarthost must take TLS: smarthost_tls says so, or a password
+ * would go to it.  With a password, or smarthost_tls = verify, its
+ * certificate must verify too: else whoever sits in the middle gets
+ * the password (or the mail). */
+static const char *conn_needtls(const struct conn *c)
+{
+  if (c->d->kind != DEST_SMARTHOST) return NULL;
+  if (auth_wanted()) return "smarthost_user is set: the password goes only into verified TLS";
+  if (cfg.smarthost_tls == CONFIG_SMARTHOST_TLS_VERIFY)
+    return "smarthost_tls = verify: TLS with a verified certificate is required";
+  if (cfg.smarthost_tls == CONFIG_SMARTHOST_TLS_YES) return "smarthost_tls = yes: TLS is required";
+  return NULL;
+}
+
+static int conn_needverify(const struct conn *c)
+{
+  return c->d->kind == DEST_SMARTHOST &&
+         (auth_wanted() || cfg.smarthost_tls == CONFIG_SMARTHOST_TLS_VERIFY);
+}
+
+/* TLS (or AUTH) is required and cannot be had: deferred, nothing sent
+ * in clear.  The text says why it was required. */
+static void conn_tlsfail(struct conn *c, const char *what, const char *why)
+{
+  static stralloc t;
+  const char *need = conn_needtls(c);
+  if (!stralloc_copys(&t, what) ||
+      (why && *why && (!stralloc_cats(&t, ": ") || !stralloc_cats(&t, why))) ||
+      (need && (!stralloc_cats(&t, "; ") || !stralloc_cats(&t, need))) ||
+      !stralloc_cats(&t, " (") || !stralloc_cats(&t, c->d->host.s) || !stralloc_cats(&t, ")"))
+    stralloc_copys(&t, what);
+  conn_fail(c, 0, "4.7.0", t.s, t.len);
+}
+
+/* The name the certificate must carry: the MX's (or the smarthost's),
+ * else the address, from "name[address]". */
+static const char *conn_tlsname(const struct conn *c)
+{
+  static stralloc n;
+  const struct dest *d = c->d;
+  size_t i, j;
+  if (d->kind != DEST_LITERAL && d->mxname[d->imx] && d->mxname[d->imx][0])
+    return d->mxname[d->imx];
+  i = str_chr(d->host.s, '[');
+  j = str_chr(d->host.s, ']');
+  if (!d->host.s[i] || j < i) return d->host.s;
+  if (!stralloc_copyb(&n, d->host.s + i + 1, j - i - 1) || !stralloc_0(&n)) return d->host.s;
+  return n.s;
+}
+
+static void conn_ehlo(struct conn *c)
+{
+  if (!conn_send(c, "EHLO ") || !conn_send(c, cfg.hostname.s) || !conn_send(c, "\r\n")) {
+    conn_failmsg(c, "out of memory");
+    return;
+  }
+  conn_wait(c, C_EHLO, cfg.timeout_mail, "the reply to EHLO");
+}
+
+/* The handshake failed.  The host gets one more connection (this pass
+ * remembers it): without the chain check when the chain failed, else
+ * in plain text.  A smarthost that must take TLS is deferred instead. */
+static void conn_tlsbroken(struct conn *c, const char *err, int chain)
+{
+  static stralloc why;
+  struct dest *d = c->d;
+  int next;
+  if (!stralloc_copys(&why, err) || !stralloc_0(&why)) {
+    conn_failmsg(c, "out of memory");
+    return;
+  }
+  if (chain && !conn_needverify(c)) {
+    next = CTLS_NOCHECK;
+  } else if (conn_needtls(c)) {
+    conn_tlsfail(c, chain ? "the certificate is not verified" : "the TLS handshake failed", why.s);
+    return;
+  } else {
+    next = CTLS_PLAIN;
+  }
+  ctls_remember(d->host.s, next, why.s);
+  log_start();
+  log_str("event", "tls-failed");
+  log_str("domain", d->domain.s);
+  log_str("host", d->host.s);
+  log_str("reason", why.s);
+  log_str("retry", next == CTLS_PLAIN ? "plain" : "unverified");
+  log_end();
+  conn_free(c);
+  d->c = NULL;
+  dest_connect(d);
+}
+
+static void conn_handshake(struct conn *c)
+{
+  static stralloc why;
+  struct dest *d = c->d;
+  const char *name = conn_tlsname(c);
+  int r = ctls_handshake(c->tls);
+
+  if (r == 0) return;   /* again, when ctls_want's events come */
+  if (r == -1) {
+    conn_tlsbroken(c, ctls_error(c->tls), ctls_chainfailed(c->tls));
+    return;
+  }
+  c->verified = 0;
+  stralloc_zero(&why);
+  if (!ctls_checked(c->tls)) {
+    const char *w = ctls_nocafile();
+    if (!stralloc_copys(&why, w ? w : ctls_why(d->host.s))) goto nomem;
+  } else if (!ctls_nameok(c->tls, name)) {
+    if (!stralloc_copys(&why, "name `") || !stralloc_cats(&why, name) ||
+        !stralloc_cats(&why, "' not present in the certificate"))
+      goto nomem;
+  } else {
+    c->verified = 1;
+  }
+  if (!stralloc_0(&why)) goto nomem;
+  log_start();
+  log_str("event", "tls");
+  log_str("domain", d->domain.s);
+  log_str("host", d->host.s);
+  log_str("tls", ctls_version(c->tls));
+  log_str("cipher", ctls_cipher(c->tls));
+  log_str("verify", c->verified ? "ok" : "failed");
+  if (!c->verified) log_str("reason", why.s);
+  log_end();
+  if (!c->verified && conn_needverify(c)) {
+    conn_tlsfail(c, "the certificate is not verified", why.s);
+    return;
+  }
+  /* RFC 3207 4.2: what the peer said before TLS counts no more */
+  c->pipelining = c->eightbit = c->smtputf8 = c->dsn = 0;
+  c->chunking = c->binarymime = c->hassize = 0;
+  c->starttls = c->authplain = 0;
+  c->maxsize = 0;
+  conn_ehlo(c);
+  return;
+nomem:
+  conn_failmsg(c, "out of memory");
+}
+
+/* The reply to STARTTLS. */
+static void conn_starttls(struct conn *c)
+{
+  static stralloc why;
+  struct dest *d = c->d;
+  int check;
+  if (c->code != 220) {
+    /* refused: the session goes on in plain text, where it was */
+    if (conn_needtls(c)) {
+      conn_tlsfail(c, "STARTTLS refused", c->text.s);
+      return;
+    }
+    log_start();
+    log_str("event", "tls-refused");
+    log_str("domain", d->domain.s);
+    log_str("host", d->host.s);
+    log_buf("reply", c->text.s, c->text.len);
+    log_end();
+    c->needrset = 0;
+    conn_nexttask(c);
+    return;
+  }
+  check = ctls_policy(d->host.s) == CTLS_CHECK && !ctls_nocafile();
+  c->tls = ctls_new(c->fd, conn_tlsname(c), check, &why);
+  if (!c->tls) {
+    /* taken for a failed handshake: a CA file libtls cannot use
+     * must not hold all mail back */
+    if (!stralloc_0(&why)) { conn_failmsg(c, "out of memory"); return; }
+    conn_tlsbroken(c, why.s, check);
+    return;
+  }
+  conn_wait(c, C_HANDSHAKE, cfg.timeout_mail, "the TLS handshake");
+  conn_handshake(c);
+}
+
+/* The reply to AUTH. */
+static void conn_authed(struct conn *c)
+{
+  char st[16];
+  /* the command is written: no copy of it stays in the buffer */
+  if (c->out.s) byte_zero(c->out.s + c->out.len, c->out.a - c->out.len);
+  if (c->code == 235) {
+    c->needrset = 0;
+    conn_nexttask(c);
+    return;
+  }
+  /* refused credentials (535 5.7.8) are our configuration's trouble,
+   * never the recipients': deferred, never bounced */
+  reply_status(c->code, &c->text, st);
+  if (st[0] == '5') st[0] = '4';
+  conn_fail(c, 0, st, c->text.s, c->text.len);
+}
+
+/* After EHLO (or HELO): STARTTLS when the peer offers it and this pass
+ * has not given TLS up for the host; inside TLS, AUTH to the smarthost.
+ * Returns 1 when it took the connection on (or ended it), 0 when the
+ * mail may go. */
+static int conn_secure(struct conn *c)
+{
+  const char *need = conn_needtls(c);
+  if (!c->tls) {
+    if (c->starttls && (need || ctls_policy(c->d->host.s) != CTLS_PLAIN)) {
+      if (!conn_send(c, "STARTTLS\r\n")) { conn_failmsg(c, "out of memory"); return 1; }
+      conn_wait(c, C_STARTTLS, cfg.timeout_mail, "the reply to STARTTLS");
+      return 1;
+    }
+    if (need) {
+      conn_tlsfail(c, "the peer does not offer STARTTLS", NULL);
+      return 1;
+    }
+    return 0;
+  }
+  if (c->d->kind == DEST_SMARTHOST && auth_wanted()) {
+    if (!c->authplain) {
+      conn_tlsfail(c, "the smarthost offers no AUTH PLAIN inside TLS", NULL);
+      return 1;
+    }
+    c->authsent = 1;
+    if (!auth_put(&c->out)) { conn_failmsg(c, "out of memory"); return 1; }
+    conn_wait(c, C_AUTH, cfg.timeout_mail, "the reply to AUTH");
+    return 1;
+  }
+  return 0;
 }
 
 static void conn_greeted(struct conn *c)
@@ -516,7 +746,7 @@ static void conn_greeted(struct conn *c)
   struct dest *d = c->d;
   if (c->code < 200 || c->code >= 300) {
     char st[16];
-    conn_status(c->code, &c->text, st);
+    reply_status(c->code, &c->text, st);
     conn_fail(c, c->code >= 500, st, c->text.s, c->text.len);
     return;
   }
@@ -526,11 +756,7 @@ static void conn_greeted(struct conn *c)
     mx_loop(d, "the peer greets with my hostname");
     return;
   }
-  if (!conn_send(c, "EHLO ") || !conn_send(c, cfg.hostname.s) || !conn_send(c, "\r\n")) {
-    conn_failmsg(c, "out of memory");
-    return;
-  }
-  conn_wait(c, C_EHLO, cfg.timeout_mail, "the reply to EHLO");
+  conn_ehlo(c);
 }
 
 static void conn_reply(struct conn *c)
@@ -542,6 +768,7 @@ static void conn_reply(struct conn *c)
     return;
   case C_EHLO:
     if (c->code >= 200 && c->code < 300) {
+      if (conn_secure(c)) return;
       c->needrset = 0;
       conn_nexttask(c);
       return;
@@ -550,6 +777,7 @@ static void conn_reply(struct conn *c)
       /* an SMTP-only server: HELO, and none of the extensions */
       c->pipelining = c->eightbit = c->smtputf8 = c->dsn = 0;
       c->chunking = c->binarymime = c->hassize = 0;
+      c->starttls = c->authplain = 0;
       c->maxsize = 0;
       if (!conn_send(c, "HELO ") || !conn_send(c, cfg.hostname.s) || !conn_send(c, "\r\n")) {
         conn_failmsg(c, "out of memory");
@@ -558,17 +786,24 @@ static void conn_reply(struct conn *c)
       conn_wait(c, C_HELO, cfg.timeout_mail, "the reply to HELO");
       return;
     }
-    conn_status(c->code, &c->text, st);
+    reply_status(c->code, &c->text, st);
     conn_fail(c, 0, st, c->text.s, c->text.len);
     return;
   case C_HELO:
     if (c->code >= 200 && c->code < 300) {
+      if (conn_secure(c)) return;
       c->needrset = 0;
       conn_nexttask(c);
       return;
     }
-    conn_status(c->code, &c->text, st);
+    reply_status(c->code, &c->text, st);
     conn_fail(c, c->code >= 500, st, c->text.s, c->text.len);
+    return;
+  case C_STARTTLS:
+    conn_starttls(c);
+    return;
+  case C_AUTH:
+    conn_authed(c);
     return;
   case C_TXN:
     conn_txnreply(c);
@@ -586,7 +821,7 @@ static void conn_reply(struct conn *c)
     return;
   case C_RSET:
     if (c->code < 200 || c->code >= 300) {
-      conn_status(c->code, &c->text, st);
+      reply_status(c->code, &c->text, st);
       conn_fail(c, 0, st, c->text.s, c->text.len);
       return;
     }
@@ -609,46 +844,30 @@ static void conn_reply(struct conn *c)
  * more lines follow, -1 on a protocol error. */
 static int conn_line(struct conn *c, const char *s, size_t len)
 {
-  int code;
-  if (len < 3 || s[0] < '1' || s[0] > '5' || s[1] < '0' || s[1] > '9' ||
-      s[2] < '0' || s[2] > '9' || (len > 3 && s[3] != ' ' && s[3] != '-'))
-    return -1;
-  code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-  if (c->nlines == 0) {
-    c->code = code;
-    if (!stralloc_copyb(&c->text, s, 3)) return -1;
-  } else if (code != c->code) {
-    return -1;
-  }
-  if (++c->nlines > REPLY_MAXLINES) return -1;
-  if (len > 4 && c->text.len < REPLY_MAXTEXT) {
-    size_t n = len - 4;
-    if (n > REPLY_MAXTEXT - c->text.len) n = REPLY_MAXTEXT - c->text.len;
-    if (!stralloc_cats(&c->text, " ")) return -1;
-    for (size_t i = 0; i < n; i++) {
-      char ch = (unsigned char)s[4 + i] < ' ' || s[4 + i] == 127 ? ' ' : s[4 + i];
-      if (!stralloc_append(&c->text, &ch)) return -1;
-    }
-  }
-  if (c->st == C_EHLO && c->nlines > 1 && len > 4) conn_ehloline(c, s + 4, len - 4);
-  if (len > 3 && s[3] == '-') return 0;
-  if (!stralloc_0(&c->text)) return -1;
-  c->text.len--;
-  c->nlines = 0;
-  return 1;
+  int later = c->nlines > 0;   /* not the reply's first line */
+  int r = reply_line(&c->code, &c->nlines, &c->text, s, len);
+  /* every line of the EHLO reply but the first names an extension */
+  if (r != -1 && later && c->st == C_EHLO && len > 4) conn_ehloline(c, s + 4, len - 4);
+  return r;
 }
 
 static void conn_read(struct conn *c)
 {
   char buf[4096];
+  struct ctls *tls = c->tls;
   ssize_t r;
   size_t i;
 
-  do r = read(c->fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
+again:
+  if (tls)
+    r = ctls_read(tls, buf, sizeof buf);
+  else
+    do r = read(c->fd, buf, sizeof buf); while (r == -1 && errno == EINTR);
   if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (r <= 0) {
     if (c->st == C_QUIT) { conn_reply(c); return; }
-    conn_failmsg(c, r == 0 ? "connection closed by the peer" : strerror(errno));
+    conn_failmsg(c, r == 0 ? "connection closed by the peer"
+                           : tls ? ctls_error(tls) : strerror(errno));
     return;
   }
   for (i = 0; i < (size_t)r; i++) {
@@ -667,8 +886,13 @@ static void conn_read(struct conn *c)
       conn_reply(c);
       /* the reply may have ended this connection */
       if (c->st == C_DEAD) return;
+      /* STARTTLS's 220: what came after it in plain text is no reply
+       * of the TLS session, but an injection (RFC 3207 section 6) */
+      if (c->tls != tls) { c->linelen = 0; return; }
     }
   }
+  /* decrypted data may wait inside libtls, where poll cannot see it */
+  if (tls) goto again;
 }
 
 /* Fills the output with more message data when it runs low. */
@@ -703,11 +927,14 @@ static void conn_write(struct conn *c)
       return;
     }
     if (c->outpos >= c->out.len) break;
-    do r = send(c->fd, c->out.s + c->outpos, c->out.len - c->outpos, MSG_NOSIGNAL);
-    while (r == -1 && errno == EINTR);
+    if (c->tls)
+      r = ctls_write(c->tls, c->out.s + c->outpos, c->out.len - c->outpos);
+    else
+      do r = send(c->fd, c->out.s + c->outpos, c->out.len - c->outpos, MSG_NOSIGNAL);
+      while (r == -1 && errno == EINTR);
     if (r == -1) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      conn_failmsg(c, strerror(errno));
+      conn_failmsg(c, c->tls ? ctls_error(c->tls) : strerror(errno));
       return;
     }
     c->outpos += (size_t)r;
@@ -737,7 +964,12 @@ void conn_io(struct conn *c, short revents)
     conn_wait(c, C_GREETING, cfg.timeout_greeting, "the greeting");
     return;
   }
-  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+  if (c->st == C_HANDSHAKE) {
+    conn_handshake(c);
+    return;
+  }
+  /* TLS: a read may wait for POLLOUT; one more read costs an EAGAIN */
+  if (revents & (POLLIN | POLLHUP | POLLERR) || (c->tls && revents)) {
     conn_read(c);
     if (c->st == C_DEAD) return;
   }

@@ -605,6 +605,8 @@ int main(int argc, char **argv)
   if (!config_load(&cfg, &err)) relay_die(EX_CONFIG, "config-error", err.s, err.len);
   queuedir = cfg.queue.s;
   relay_smarthost();
+  /* the smarthost's password, read once: a config error exits now */
+  if (auth_init(&err) == -1) relay_die(EX_CONFIG, "config-error", err.s, err.len);
   port = getenv("DOPIS_RELAY_PORT");
   if (port && *port) {
     unsigned long p;
@@ -628,6 +630,7 @@ int main(int argc, char **argv)
   relay_group(now);
   if (dests) {
     if (mx_init(&err) == -1) relay_die(EX_OSERR, "failed", err.s, err.len);
+    if (ctls_init(&err) == -1) relay_die(EX_TEMPFAIL, "failed", err.s, err.len);
     relay_loop();
   }
   for (size_t i = 0; i < nmsgs; i++) msg_finish(&msgs[i]);

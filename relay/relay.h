@@ -4,6 +4,8 @@
  *   state.c   messages in memory, results applied, info rewritten
  *   mx.c      where a domain's mail goes: udns, RFC 5321 5.1
  *   client.c  the SMTP client, one non-blocking connection
+ *   tls.c     STARTTLS for the client (libtls), TLS memory per host
+ *   auth.c    the smarthost's credentials, AUTH PLAIN
  *   wire.c    stored message -> SMTP data (CRLF, dot-stuffing)
  *   spawn.c   running deliver (local recipients, DSNs)
  *   bounce.c  RFC 3464 delivery status notifications */
@@ -11,6 +13,7 @@
 #define DOPIS_RELAY_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 #include <stralloc.h>
 #include "config.h"
@@ -70,6 +73,16 @@ enum result { RES_OK, RES_DEFER, RES_FAIL };
 void msg_result(struct msg *m, size_t rcpt, enum result res,
                 const char *status, const char *host, const char *text,
                 size_t textlen, int dsnpeer);
+/* How the connection that gave a result was protected, for its log
+ * line: version NULL for plain text. */
+struct msg_tls {
+  const char *version, *cipher;
+  const char *verify;     /* "ok", "failed", or "none" in plain text */
+};
+/* msg_result, the log line also saying tls=, cipher= and verify= */
+void msg_result_tls(struct msg *m, size_t rcpt, enum result res,
+                    const char *status, const char *host, const char *text,
+                    size_t textlen, int dsnpeer, const struct msg_tls *tls);
 /* Rewrites info/<qid>; logs a failure.  Returns 0 or -1. */
 int msg_save(struct msg *m);
 /* After the pass: DSNs owed, delay warnings, removal when final. */
@@ -156,6 +169,64 @@ unsigned long long conn_deadline(const struct conn *c);
 void conn_io(struct conn *c, short revents);
 void conn_timeout(struct conn *c);
 void conn_reap(void);      /* frees connections closed meanwhile */
+
+/* reply.c: the peer's replies, apart from client.c for fuzz/ */
+#define REPLY_MAXLINE 2048    /* RFC 5321 says 512; be lenient, not unbounded */
+#define REPLY_MAXLINES 100
+#define REPLY_MAXTEXT 1000    /* kept of a reply, for logs and DSNs */
+/* One line of a reply, without its line end.  code, nlines (0 before
+ * a reply's first line) and text ("550 5.1.1 text text...", control
+ * bytes as blanks, NUL after .len once complete) carry the reply
+ * across its lines.  Returns 1 when the reply is complete, 0 when
+ * more lines follow, -1 on a protocol error. */
+int reply_line(int *code, int *nlines, stralloc *text, const char *s, size_t len);
+/* The RFC 3463 code the reply text carries, or one made from its
+ * class ("4.0.0"), into out (10 bytes). */
+void reply_status(int code, const stralloc *text, char *out);
+/* An EHLO keyword line (what follows "250-"); size gets SIZE's value. */
+enum reply_ext { EXT_OTHER, EXT_PIPELINING, EXT_8BITMIME, EXT_SMTPUTF8, EXT_DSN,
+                 EXT_CHUNKING, EXT_BINARYMIME, EXT_STARTTLS,
+                 EXT_AUTHPLAIN,   /* AUTH with PLAIN among its mechanisms */
+                 EXT_SIZE };      /* the last: fuzz/fuzz_reply.c checks the range */
+enum reply_ext reply_ehlo(const char *s, size_t len, unsigned long long *size);
+
+/* tls.c: STARTTLS for the client (libtls).  ctls_init reads the CA
+ * file once; a missing one only makes every certificate unverified
+ * (logged; ctls_nocafile says why). */
+struct ctls;
+int ctls_init(stralloc *why);
+const char *ctls_nocafile(void);
+/* TLS on the connected socket fd for host name (SNI); check: verify
+ * the chain against tls_ca_file.  NULL with why set. */
+struct ctls *ctls_new(int fd, const char *name, int check, stralloc *why);
+void ctls_free(struct ctls *s);   /* does not close fd */
+/* 1 done, 0 to be called again when ctls_want's events come, -1 failed */
+int ctls_handshake(struct ctls *s);
+short ctls_want(const struct ctls *s);
+/* after the handshake: the poll events to wait for, pending: output waits */
+short ctls_events(const struct ctls *s, int pending);
+/* as read(2) and write(2); -1 with EAGAIN: wait for ctls_events */
+ssize_t ctls_read(struct ctls *s, char *buf, size_t len);
+ssize_t ctls_write(struct ctls *s, const char *buf, size_t len);
+const char *ctls_error(struct ctls *s);
+int ctls_chainfailed(struct ctls *s); /* the handshake failed on the chain */
+int ctls_checked(const struct ctls *s); /* the chain was verified */
+int ctls_nameok(struct ctls *s, const char *name);
+const char *ctls_version(struct ctls *s);
+const char *ctls_cipher(struct ctls *s);
+/* What this pass learnt of a host ("name[address]"): check its chain,
+ * encrypt without checking it (it failed), or plain text (the
+ * handshake failed); why: the failure, for the log. */
+enum { CTLS_CHECK, CTLS_NOCHECK, CTLS_PLAIN };
+int ctls_policy(const char *host);
+const char *ctls_why(const char *host);
+void ctls_remember(const char *host, int policy, const char *why);
+
+/* auth.c: the smarthost's credentials, read once by auth_init (0, or
+ * -1 with why set); auth_put appends the AUTH PLAIN command */
+int auth_init(stralloc *why);
+int auth_wanted(void);
+int auth_put(stralloc *out);
 
 /* wire.c: the SMTP data encoder */
 struct wire {

@@ -159,6 +159,13 @@ void msg_result(struct msg *m, size_t i, enum result res,
                 const char *status, const char *host, const char *text,
                 size_t textlen, int dsnpeer)
 {
+  msg_result_tls(m, i, res, status, host, text, textlen, dsnpeer, NULL);
+}
+
+void msg_result_tls(struct msg *m, size_t i, enum result res,
+                    const char *status, const char *host, const char *text,
+                    size_t textlen, int dsnpeer, const struct msg_tls *tls)
+{
   struct qinfo_rcpt *r = &m->qi.r[i];
   unsigned long now = relay_now();
   const char *what;
@@ -197,6 +204,12 @@ void msg_result(struct msg *m, size_t i, enum result res,
   if (status) log_str("dsn", status);
   log_ulong("attempts", r->attempts);
   log_ulong("delay", now >= m->qi.created ? now - m->qi.created : 0);
+  /* whether the message crossed the network encrypted */
+  if (tls) {
+    log_str("tls", tls->version ? tls->version : "none");
+    if (tls->version) log_str("cipher", tls->cipher);
+    log_str("verify", tls->verify);
+  }
   log_end();
 }
 
