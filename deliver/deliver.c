@@ -5,7 +5,11 @@
  * the log.  The message is streamed into the first copy while it is
  * read (constant memory whatever its size); every other copy is made
  * from that file.  Nothing becomes visible before every copy is on
- * disk and fsynced, and a failure at any point removes everything. */
+ * disk and fsynced, and a failure at any point removes everything --
+ * except that a local copy which cannot be written (a full or broken
+ * Maildir) sends its recipient into the queue instead, when another
+ * recipient's copy is stored: relay hands it back to us later, the
+ * others' copies stand, and the sender still hears all or nothing. */
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <errno.h>
@@ -15,8 +19,10 @@
 #include <unistd.h>
 #include <buffer.h>
 #include <byte.h>
+#include <case.h>
 #include <str.h>
 #include <stralloc.h>
+#include "address.h"
 #include "config.h"
 #include "envelope.h"
 #include "fsync.h"
@@ -33,6 +39,9 @@ struct deliver_copy {
   struct maildir_file f;
   const struct route_target *t;
   unsigned long long size;   /* of the whole file */
+  int queued;                /* its Maildir failed: it waits in the queue */
+  stralloc reason;           /* why, for its log line */
+  stralloc qaddr;            /* the address it waits under, NUL-terminated */
 };
 
 static struct config conf;
@@ -45,7 +54,15 @@ static struct route_list targets;
 static struct deliver_copy *copies;
 static size_t ncopies;         /* of them created so far */
 static size_t nlocal, nremote;
+static size_t nqueuedlocal;    /* copies that went into the queue instead */
+static const struct deliver_copy *lastlost;  /* the last of them */
+static const char **localaddr; /* per target: the address a queued local
+                                  one waits under, else NULL */
+static int primary = -1;       /* the file the message streams into */
+static size_t primaryi;        /* its copy, or nlocal for the queue's */
+static unsigned long long bodyoff;  /* where the message begins in it */
 static struct queue_msg queue;
+static size_t qkeep;           /* of queuedir, for queue_open */
 static int queued;             /* queue_open was called */
 static stralloc why;
 static char envspace[4096];
@@ -193,8 +210,181 @@ static void deliver_readenvelope(void)
     deliver_fail(EX_DATAERR, "failed", "no sender or no recipient", NULL, 0);
 }
 
-/* Reads the message from fd 0 into fd (-1: nowhere).  Returns its size. */
-static unsigned long long deliver_stream(int fd, const char *path)
+/* Where fsync_mkdirs must stop: a Maildir under mailroot may be
+ * created below mailroot; any other needs its parent to exist. */
+static size_t deliver_keep(const char *path)
+{
+  size_t n = str_len(path), m = mailroot.len - 1;
+  while (n > 1 && path[n - 1] == '/') n--;
+  if (m > 1 && n > m && path[m] == '/' && byte_equal(path, m, mailroot.s))
+    return m;
+  while (n > 0 && path[n - 1] != '/') n--;
+  return n;
+}
+
+/* Whether addr, handed back to deliver, routes to t's Maildir under
+ * t's address, and to nothing else. */
+static int deliver_routesback(const struct route_target *t, const char *addr)
+{
+  struct route_list l = { NULL, 0, 0 };
+  enum route_result r = route_resolve(&conf, addr, str_len(addr), &l);
+  int ok = r == ROUTE_OK && l.n == 1 && l.t[0].maildir &&
+           str_equal(l.t[0].maildir, t->maildir) && str_equal(l.t[0].addr, t->addr);
+  route_list_free(&l);
+  if (r == ROUTE_NOMEM) deliver_nomem();
+  return ok;
+}
+
+/* t's key with the tag spelt as its Maildir++ folder is ("alice+Work@x"
+ * for .../.Work): route looks for a folder by the tag as written, then
+ * in lower case, and a key is all lower case.  Returns 0 when t is no
+ * such folder. */
+static int deliver_folderaddr(const struct route_target *t, stralloc *out)
+{
+  const char *a = t->addr, *m = t->maildir;
+  size_t alen = str_len(a), at = address_at(a, alen), plus = byte_chr(a, at, '+');
+  size_t mlen = str_len(m), slash = byte_rchr(m, mlen, '/'), flen;
+
+  if (plus >= at || slash == mlen || mlen - slash < 3 || m[slash + 1] != '.')
+    return 0;
+  flen = mlen - slash - 2;   /* the folder's name, without its dot */
+  if (flen != at - plus - 1 ||
+      !case_equalb(m + slash + 2, flen, a + plus + 1))
+    return 0;
+  if (!stralloc_copyb(out, a, plus + 1) || !stralloc_catb(out, m + slash + 2, flen) ||
+      !stralloc_catb(out, a + at, alen - at) || !stralloc_0(out))
+    deliver_nomem();
+  return 1;
+}
+
+/* Local copy c could not be written: why says how, errno is still the
+ * cause.  Its recipient waits in the queue instead, and relay hands it
+ * back to deliver later, so that the others' copies stand and what the
+ * sender hears stays all or nothing (a retry of the client never
+ * duplicates them).  That needs an address which leads back to this
+ * Maildir alone; without one (an alias that names itself), or when the
+ * cause is our memory and not the Maildir, the whole message fails, as
+ * it always did.  The caller then removes the file (deliver_drop). */
+static void deliver_lost(struct deliver_copy *c)
+{
+  const char *a = c->t->addr;
+
+  if (errno == ENOMEM) deliver_fail(EX_TEMPFAIL, "failed", NULL, a, str_len(a));
+  if (!stralloc_copy(&c->reason, &why) || !stralloc_copys(&c->qaddr, a) ||
+      !stralloc_0(&c->qaddr))
+    deliver_nomem();
+  if (!deliver_routesback(c->t, c->qaddr.s) &&
+      !(deliver_folderaddr(c->t, &c->qaddr) && deliver_routesback(c->t, c->qaddr.s))) {
+    if (!stralloc_cats(&why, "; cannot be queued: its address leads elsewhere too"))
+      deliver_nomem();
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, a, str_len(a));
+  }
+  c->queued = 1;
+  localaddr[c->t - targets.t] = c->qaddr.s;
+  nqueuedlocal++;
+  lastlost = c;
+}
+
+/* Removes a lost copy's file; fd (-1: none) is closed unchecked, as
+ * the file goes anyway. */
+static void deliver_drop(struct deliver_copy *c, int fd)
+{
+  if (fd != -1) (void)close(fd);
+  maildir_undo(&c->f);
+}
+
+/* Opens the copy's file in tmp/ and writes its two header lines.
+ * Returns the fd, or -1 when the copy is lost (deliver_lost). */
+static int deliver_open(struct deliver_copy *c, size_t *hdrlen)
+{
+  static stralloc h;
+  int fd = maildir_open(&c->f, c->t->maildir, deliver_keep(c->t->maildir),
+                        &why);
+  ncopies++;   /* from here on deliver_undo knows it */
+  if (fd == -1) {
+    deliver_lost(c);
+    deliver_drop(c, -1);
+    return -1;
+  }
+  if (!stralloc_copys(&h, "Return-Path: <") ||
+      !stralloc_catb(&h, sender.s, sender.len - 1) ||
+      !stralloc_cats(&h, ">\nDelivered-To: ") ||
+      !stralloc_cats(&h, c->t->addr) || !stralloc_cats(&h, "\n"))
+    deliver_nomem();
+  if (fsync_writeall(fd, h.s, h.len) == -1) {
+    fsync_why(&why, "write", c->f.tmp.s);
+    deliver_lost(c);
+    deliver_drop(c, fd);
+    return -1;
+  }
+  *hdrlen = h.len;
+  return fd;
+}
+
+/* The queue's message file; failing to make it fails everything. */
+static int deliver_queueopen(void)
+{
+  int fd;
+  queued = 1;
+  fd = queue_open(&queue, queuedir.s, qkeep, id.s, &why);
+  if (fd == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  return fd;
+}
+
+/* Makes the primary the first local copy from `from` on that can be
+ * opened and take the done bytes of the message already read (from
+ * oldfd at oldoff), else the queue's message file. */
+static void deliver_primary(size_t from, int oldfd, unsigned long long oldoff,
+                            unsigned long long done)
+{
+  size_t hdrlen;
+  for (primaryi = from; primaryi < nlocal; primaryi++) {
+    struct deliver_copy *c = &copies[primaryi];
+    primary = deliver_open(c, &hdrlen);
+    if (primary == -1) continue;
+    if (fsync_copy(primary, oldfd, (off_t)oldoff, done) == 0) {
+      bodyoff = hdrlen;
+      return;
+    }
+    fsync_why(&why, "write", c->f.tmp.s);
+    deliver_lost(c);
+    deliver_drop(c, primary);
+  }
+  /* No Maildir takes it.  Without a remote recipient nothing but the
+   * lost copies would be stored, and then a plain temporary failure
+   * (why: the last one's) says the same to smtpd's client; to relay,
+   * handing a queued local recipient back, it must: requeued as a new
+   * message and reported done, that recipient would go round every
+   * pass, never backed off, never bounced. */
+  if (!nremote)
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, lastlost ? lastlost->t->addr : NULL,
+                 lastlost ? str_len(lastlost->t->addr) : 0);
+  primary = deliver_queueopen();
+  bodyoff = 0;
+  if (fsync_copy(primary, oldfd, (off_t)oldoff, done) == -1) {
+    fsync_why(&why, "write", queue.tmpmess.s);
+    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  }
+}
+
+/* The primary failed (why says how) after done bytes of the message:
+ * the next copy takes over, and this one's recipient goes into the
+ * queue.  When the primary is the queue's file there is no next. */
+static void deliver_switch(unsigned long long done)
+{
+  size_t old = primaryi;
+  int oldfd = primary;
+
+  if (old == nlocal) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+  deliver_lost(&copies[old]);
+  /* its file is read for what it already holds, then removed */
+  deliver_primary(old + 1, oldfd, bodyoff, done);
+  deliver_drop(&copies[old], oldfd);
+}
+
+/* Reads the message from fd 0 into the primary (none: nowhere).
+ * Returns its size. */
+static unsigned long long deliver_stream(void)
 {
   static char buf[65536];
   unsigned long long n = 0;
@@ -206,9 +396,10 @@ static unsigned long long deliver_stream(int fd, const char *path)
       deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
     }
     if (r == 0) return n;
-    if (fd != -1 && fsync_writeall(fd, buf, (size_t)r) == -1) {
-      fsync_why(&why, "write", path);
-      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+    while (primary != -1 && fsync_writeall(primary, buf, (size_t)r) == -1) {
+      fsync_why(&why, "write", primaryi < nlocal ? copies[primaryi].f.tmp.s
+                                                 : queue.tmpmess.s);
+      deliver_switch(n);
     }
     n += (unsigned long long)r;
   }
@@ -236,41 +427,6 @@ static void deliver_commit(unsigned long long size)
                  NULL, 0);
   if (buffer_get(&env, &c, 1) != 0)
     deliver_fail(EX_TEMPFAIL, "aborted", "data after commit record", NULL, 0);
-}
-
-/* Where fsync_mkdirs must stop: a Maildir under mailroot may be
- * created below mailroot; any other needs its parent to exist. */
-static size_t deliver_keep(const char *path)
-{
-  size_t n = str_len(path), m = mailroot.len - 1;
-  while (n > 1 && path[n - 1] == '/') n--;
-  if (m > 1 && n > m && path[m] == '/' && byte_equal(path, m, mailroot.s))
-    return m;
-  while (n > 0 && path[n - 1] != '/') n--;
-  return n;
-}
-
-/* Opens the copy's file in tmp/ and writes its two header lines.
- * Returns the fd. */
-static int deliver_open(struct deliver_copy *c, size_t *hdrlen)
-{
-  static stralloc h;
-  int fd = maildir_open(&c->f, c->t->maildir, deliver_keep(c->t->maildir),
-                        &why);
-  ncopies++;   /* from here on deliver_undo knows it */
-  if (fd == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, c->t->addr,
-                             str_len(c->t->addr));
-  if (!stralloc_copys(&h, "Return-Path: <") ||
-      !stralloc_catb(&h, sender.s, sender.len - 1) ||
-      !stralloc_cats(&h, ">\nDelivered-To: ") ||
-      !stralloc_cats(&h, c->t->addr) || !stralloc_cats(&h, "\n"))
-    deliver_nomem();
-  if (fsync_writeall(fd, h.s, h.len) == -1) {
-    fsync_why(&why, "write", c->f.tmp.s);
-    deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
-  }
-  *hdrlen = h.len;
-  return fd;
 }
 
 static void deliver_hostname(void)
@@ -320,8 +476,9 @@ static void deliver_sandbox(void)
     if (!m) continue;
     if (!stralloc_catb(&paths, m, deliver_keep(m)) || !stralloc_0(&paths)) deliver_nomem();
   }
-  if (nremote) {
-    /* the queue, or its parent when it is still to be made */
+  {
+    /* the queue, or its parent when it is still to be made: remote
+     * recipients go there, and local ones whose Maildir fails */
     size_t q = queuedir.len - 1;
     struct stat st;
     if (stat(queuedir.s, &st) == -1)
@@ -345,9 +502,9 @@ static void deliver_sandbox(void)
 int main(void)
 {
   static const int sigs[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT };
-  unsigned long long size, bodyoff = 0;
-  size_t hdrlen = 0, qkeep;
-  int primary = -1, qfd = -1;
+  unsigned long long size;
+  size_t hdrlen = 0;
+  int toqueue;
   sigset_t set;
 
   deliver_setup();
@@ -364,7 +521,8 @@ int main(void)
   deliver_sandbox();
   if (nlocal) {
     copies = calloc(nlocal, sizeof *copies);
-    if (!copies) deliver_nomem();
+    localaddr = calloc(targets.n, sizeof *localaddr);
+    if (!copies || !localaddr) deliver_nomem();
     for (size_t i = 0, j = 0; i < targets.n; i++)
       if (targets.t[i].maildir) copies[j++].t = &targets.t[i];
   }
@@ -373,53 +531,64 @@ int main(void)
   while (qkeep > 0 && queuedir.s[qkeep - 1] != '/') qkeep--;  /* its parent */
 
   /* the first copy is written while the message is read: a Maildir
-   * file when there is a local recipient, else the queue's */
-  if (nlocal) {
-    primary = deliver_open(&copies[0], &hdrlen);
-    bodyoff = hdrlen;
-  } else if (nremote) {
-    queued = 1;
-    primary = queue_open(&queue, queuedir.s, qkeep, id.s, &why);
-    if (primary == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
-  }
-  size = deliver_stream(primary, nlocal ? copies[0].f.tmp.s
-                                        : nremote ? queue.tmpmess.s : "");
+   * file when a local recipient's can be made, else the queue's */
+  if (targets.n) deliver_primary(0, -1, 0, 0);
+  size = deliver_stream();
   deliver_commit(size);
-  if (nlocal) copies[0].size = hdrlen + size;
+  /* durable before the others are made from it; a failure hands over
+   * to the next copy as a failed write does */
+  while (primaryi < nlocal && fsync(primary) == -1) {
+    fsync_why(&why, "fsync", copies[primaryi].f.tmp.s);
+    deliver_switch(size);
+  }
+  if (primaryi < nlocal) copies[primaryi].size = bodyoff + size;
 
-  /* every other copy comes from the first file */
-  for (size_t i = 1; i < nlocal; i++) {
-    int fd = deliver_open(&copies[i], &hdrlen);
+  /* every other copy comes from the first file (those before it are
+   * lost already) */
+  for (size_t i = primaryi + 1; i < nlocal; i++) {
+    struct deliver_copy *c = &copies[i];
+    int fd = deliver_open(c, &hdrlen);
+    if (fd == -1) continue;
     if (fsync_copy(fd, primary, (off_t)bodyoff, size) == -1) {
-      fsync_why(&why, "write", copies[i].f.tmp.s);
-      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+      fsync_why(&why, "write", c->f.tmp.s);
+      deliver_lost(c);
+      deliver_drop(c, fd);
+      continue;
     }
     if (fsync_close(fd) == -1) {
-      fsync_why(&why, "fsync", copies[i].f.tmp.s);
-      deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+      fsync_why(&why, "fsync", c->f.tmp.s);
+      deliver_lost(c);
+      deliver_drop(c, -1);
+      continue;
     }
-    copies[i].size = hdrlen + size;
+    c->size = hdrlen + size;
   }
-  if (nremote) {
-    if (nlocal) {
-      queued = 1;
-      qfd = queue_open(&queue, queuedir.s, qkeep, id.s, &why);
-      if (qfd == -1) deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
-      if (fsync_copy(qfd, primary, (off_t)bodyoff, size) == -1) {
-        fsync_why(&why, "write", queue.tmpmess.s);
-        deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
-      }
-    } else {
+  /* the queue, when anything waits there; it is written in full before
+   * any copy becomes visible, and a queue that cannot take it fails
+   * everything, the lost local copies with it */
+  toqueue = nremote || nqueuedlocal;
+  if (toqueue) {
+    int qfd;
+    if (primaryi == nlocal) {
       qfd = primary;
       primary = -1;
+    } else {
+      qfd = deliver_queueopen();
+      if (fsync_copy(qfd, primary, (off_t)bodyoff, size) == -1) {
+        fsync_why(&why, "write", queue.tmpmess.s);
+        (void)close(qfd);   /* removed by deliver_fail anyway */
+        deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
+      }
     }
     if (queue_putmess(&queue, qfd, &why) == -1 ||
         queue_putinfo(&queue, id.s, sender.s, sender.len - 1, &params,
-                      &targets, &why) == -1)
+                      &targets, localaddr, &why) == -1)
       deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
   }
-  if (primary != -1 && fsync_close(primary) == -1) {
-    fsync_why(&why, "fsync", copies[0].f.tmp.s);
+  /* fsynced above: only a file system that reports late (NFS) fails
+   * here, and the queue has been written without this recipient */
+  if (primary != -1 && close(primary) == -1) {
+    fsync_why(&why, "close", copies[primaryi].f.tmp.s);
     deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
   }
 
@@ -433,28 +602,40 @@ int main(void)
     deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
   }
   for (size_t i = 0; i < nlocal; i++)
-    if (maildir_move(&copies[i].f, copies[i].size, &why) == -1)
+    if (!copies[i].queued && maildir_move(&copies[i].f, copies[i].size, &why) == -1)
       deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
   for (size_t i = 0; i < nlocal; i++) {
     size_t j = 0;
+    if (copies[i].queued) continue;
     /* fsync each new/ once */
-    while (j < i && !(copies[j].f.dir.len == copies[i].f.dir.len &&
-                      byte_equal(copies[j].f.dir.s, copies[i].f.dir.len,
-                                 copies[i].f.dir.s)))
+    while (j < i && (copies[j].queued ||
+                     !(copies[j].f.dir.len == copies[i].f.dir.len &&
+                       byte_equal(copies[j].f.dir.s, copies[i].f.dir.len,
+                                  copies[i].f.dir.s))))
       j++;
     if (j == i && maildir_syncnew(&copies[i].f, &why) == -1)
       deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
   }
-  if (nremote && queue_commit(&queue, &why) == -1)
+  if (toqueue && queue_commit(&queue, &why) == -1)
     deliver_fail(EX_TEMPFAIL, "failed", NULL, NULL, 0);
 
   for (size_t i = 0; i < nlocal; i++) {
+    const struct deliver_copy *c = &copies[i];
     log_start();
     log_str("id", id.s);
-    log_str("event", "delivered");
-    log_str("rcpt", copies[i].t->addr);
-    log_buf("maildir", copies[i].f.dir.s, copies[i].f.dir.len);
-    log_ulong("size", (unsigned long)copies[i].size);
+    if (c->queued) {
+      log_str("event", "queued-local");
+      log_str("rcpt", c->qaddr.s);
+      log_str("maildir", c->t->maildir);
+      log_str("qid", queue.qid.s);
+      log_ulong("size", (unsigned long)size);
+      log_buf("reason", c->reason.s, c->reason.len);
+    } else {
+      log_str("event", "delivered");
+      log_str("rcpt", c->t->addr);
+      log_buf("maildir", c->f.dir.s, c->f.dir.len);
+      log_ulong("size", (unsigned long)c->size);
+    }
     log_end();
   }
   for (size_t i = 0; i < targets.n; i++) {
@@ -471,9 +652,10 @@ int main(void)
   log_str("id", id.s);
   log_str("event", "done");
   log_buf("from", sender.s, sender.len - 1);
-  log_ulong("local", (unsigned long)nlocal);
+  log_ulong("local", (unsigned long)(nlocal - nqueuedlocal));
   log_ulong("remote", (unsigned long)nremote);
   log_ulong("size", (unsigned long)size);
+  if (nqueuedlocal) log_ulong("queuedlocal", (unsigned long)nqueuedlocal);
   log_end();
   return 0;
 }

@@ -119,7 +119,7 @@ static ssize_t queue_write(int fd, const char *buf, size_t len)
 int queue_putinfo(struct queue_msg *q, const char *id,
                   const char *sender, size_t senderlen,
                   const stralloc *params, const struct route_list *l,
-                  stralloc *why)
+                  const char *const *localaddr, stralloc *why)
 {
   char space[4096];
   char num[FMT_ULONG];
@@ -141,8 +141,9 @@ int queue_putinfo(struct queue_msg *q, const char *id,
                           fmt_ulong(num, (unsigned long)time(NULL)));
   for (size_t i = 0; ok && i < l->n; i++) {
     const struct route_target *t = &l->t[i];
-    if (t->maildir) continue;
-    ok = envelope_put(&b, 'T', t->addr, str_len(t->addr));
+    const char *addr = t->maildir ? (localaddr ? localaddr[i] : NULL) : t->addr;
+    if (!addr) continue;
+    ok = envelope_put(&b, 'T', addr, str_len(addr));
     if (ok && t->notify) ok = envelope_put(&b, 'N', t->notify, str_len(t->notify));
     if (ok && t->orcpt) ok = envelope_put(&b, 'O', t->orcpt, str_len(t->orcpt));
   }

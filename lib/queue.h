@@ -12,8 +12,10 @@
  *   info/<qid>     the envelope, in the record format of envelope.h
  *                  (type byte, text, NUL): I<message id>, F<sender>,
  *                  any P<MAIL parameter>, C<unix time it was queued>,
- *                  one T<recipient> per remote recipient, each
- *                  followed by its DSN N<notify> and O<orcpt> records
+ *                  one T<recipient> per remote recipient (and per
+ *                  local one whose Maildir could not take its copy
+ *                  for the moment: relay hands those back to deliver),
+ *                  each followed by its DSN N<notify> and O<orcpt> records
  *                  when the client gave them, and the empty record.
  *                  A recipient with no state record after it is
  *                  pending: no attempts yet, due now.
@@ -71,12 +73,15 @@ int queue_putmess(struct queue_msg *q, int fd, stralloc *why);
 
 /* Writes and fsyncs the info file in tmp/: id, sender, params (a list
  * of NUL-terminated texts, each sent as a P record), and a T record
- * for every remote target (maildir == NULL) in l.  Returns 0, or -1
- * with why set. */
+ * for every remote target (maildir == NULL) in l, and for every local
+ * one that has an address in localaddr (NULL, or one entry per target
+ * of l, NULL for "not queued": a local delivery that failed for the
+ * moment waits here under that address until relay hands it back to
+ * deliver).  Returns 0, or -1 with why set. */
 int queue_putinfo(struct queue_msg *q, const char *id,
                   const char *sender, size_t senderlen,
                   const stralloc *params, const struct route_list *l,
-                  stralloc *why);
+                  const char *const *localaddr, stralloc *why);
 
 /* The commit: renames the info file into info/ and fsyncs info/.
  * Returns 0, or -1 with why set (and the commit undone). */

@@ -395,11 +395,19 @@ def t_missing_parent():
     check("missing mailroot reason", "No such file or directory" in r.err, r.err)
     conf, mr, q = setup("noparent", users=["alice@example.org /nonexistent-dopis/alice/Maildir",
                                            "bob@example.org"])
+    # bob's copy is stored, so alice waits in the queue (for relay to
+    # hand her back to deliver) instead of failing the message
     r = run(conf, envelope(["bob@example.org", "alice@example.org"]), MSG)
-    check("missing parent exit 75", r.code == 75, "exit %d: %s" % (r.code, r.err))
+    check("missing parent exit 0", r.code == 0, "exit %d: %s" % (r.code, r.err))
     check("missing parent not created",
           not os.path.exists("/nonexistent-dopis"), "created")
-    nothing_left("missing parent", os.path.join(mr, "example.org", "bob"), q)
+    local_copy("missing parent other copy", os.path.join(mr, "example.org", "bob"),
+               "bob@example.org")
+    check("missing parent queued", files(q) == ["info/some.id", "mess/some.id"] and
+          [x for x in info_records(q, "some.id") if x.startswith(b"T")] ==
+          [b"Talice@example.org"], "queue holds %r" % files(q))
+    check("missing parent logged", "event=queued-local rcpt=alice@example.org" in r.err
+          and "No such file or directory" in r.err, r.err)
     conf, mr, q = setup("ownmaildir", users=["alice@example.org Maildir.alice"])
     r = run(conf, envelope(["alice@example.org"]), MSG)
     check("explicit maildir exit 0", r.code == 0, "exit %d: %s" % (r.code, r.err))
@@ -467,7 +475,14 @@ def t_enospc():
         skip("disk full", "cannot mount a small tmpfs")
         return
     try:
-        conf, mr, q = setup("enospc", mailroot=d)
+        # the queue on the full file system too: a copy that does not
+        # fit cannot wait there either (test_deliver_partial.py has the
+        # queue elsewhere)
+        conf, mr, q = setup("enospc", mailroot=d, conf_extra="queue = %s/q\n" % d)
+        with open(os.path.join(conf, "dopis.conf"), "rb") as f:
+            conf_lines = f.read().replace(b"queue = queue\n", b"")
+        with open(os.path.join(conf, "dopis.conf"), "wb") as f:
+            f.write(conf_lines)
         r = run(conf, envelope(["alice@example.org"]), (b"x" * 1000 + b"\n", 200))
         check("disk full exit 75", r.code == 75, "exit %d: %s" % (r.code, r.err))
         check("disk full reason", "No space left on device" in r.err, r.err)
