@@ -8,6 +8,7 @@ Only the Python standard library; run with Debian's /usr/bin/python3.
 import email.generator
 import email.message
 import email.utils
+import fcntl
 import hashlib
 import io
 import mailbox
@@ -17,6 +18,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import sys
 import time
 import datetime
 
@@ -108,7 +110,80 @@ def default_files(tmp):
     }
 
 
+WORK_WAIT = 3600      # seconds a test run waits for another to end
+
+_work_lock = None
+
+
+def lock_work():
+    """Makes this test run the only one using tests/work (WORK) until
+    it exits.  Two runs in one checkout at once (two "make check"s, or
+    a script run by hand beside one) would wipe and reuse each other's
+    directories tests/work/PASS/NAME: queues, configurations, the dump
+    directories of the peers; one run's relay would work on the other's
+    queue.  So the second run waits, up to WORK_WAIT seconds, saying so
+    on stderr.  run.py takes the lock first thing; the scripts it starts
+    (and their own helpers) share it: DOPIS_WORK_LOCKED names the
+    holder, which is then an ancestor.  fresh_dir takes it for a script
+    run alone.  flock(2): the lock ends
+    with the process, never stale; the descriptor is not inherited by
+    the programs a test starts."""
+    global _work_lock
+    if _work_lock is not None:
+        return
+    if _is_ancestor(os.environ.get("DOPIS_WORK_LOCKED", "")):
+        return
+    os.makedirs(WORK, exist_ok=True)
+    path = os.path.join(WORK, ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline, said = time.time() + WORK_WAIT, False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            pass
+        if time.time() > deadline:
+            os.close(fd)
+            raise RuntimeError("%s is still locked by another test run after %d s: %s" % (
+                WORK, WORK_WAIT, _lock_holder(path)))
+        if not said:
+            print("%s is in use by another test run (%s); waiting for it to end" % (
+                WORK, _lock_holder(path)), file=sys.stderr, flush=True)
+            said = True
+        time.sleep(0.5)
+    os.ftruncate(fd, 0)
+    os.write(fd, ("pid %d: %s\n" % (os.getpid(), " ".join(sys.argv))).encode())
+    _work_lock = fd
+    os.environ["DOPIS_WORK_LOCKED"] = str(os.getpid())
+
+
+def _is_ancestor(pid):
+    """Whether pid (a string) is a parent, grandparent, ... of ours."""
+    if not pid.isdigit():
+        return False
+    p = os.getppid()
+    while p > 1:
+        if p == int(pid):
+            return True
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                p = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def _lock_holder(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def fresh_dir(path):
+    lock_work()
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     return path

@@ -11,10 +11,15 @@ Peers: Postfix's smtp-sink, one accepting everything (sink.test,
 sink2.test), one refusing every RCPT with 5xx (bounce.test); dnsmasq
 for the MX records.  Shares its set-up with interop_relay.py.
 
+When the queue does not end empty, the failure shows what the relay
+logged in the passes that should have emptied it; every relay's log is
+kept in tests/work/PASS/interop_relay_crash/logs/.
+
 Run by tests/run.py once per build; alone:
     unshare -n sh tests/netns.sh /usr/bin/python3 tests/interop_relay_crash.py
 """
 
+import collections
 import os
 import random
 import re
@@ -86,35 +91,89 @@ def reported():
     return got
 
 
-def t_kill_loop(sink, bsink):
+def queue_states():
+    """What the queue holds: {(state, attempts, status, text): recipients}."""
+    c = collections.Counter()
+    for m in IR.infos().values():
+        for _, st in m["rcpts"]:
+            c[(st["state"], st["attempts"], st.get("status", "-"), st.get("text", ""))] += 1
+    return c
+
+
+def info_without_mess():
+    """Info files whose message file is gone: the relay leaves such an
+    entry alone ("no-message"), so it never leaves the queue."""
+    def ls(sub):
+        d = os.path.join(IR.TMP, "queue", sub)
+        return set(os.listdir(d)) if os.path.isdir(d) else set()
+    return sorted(ls("info") - ls("mess"))
+
+
+def pass_summary(err):
+    """One line for a relay's log (with the log of the delivers it ran):
+    its events and results, counted."""
+    c = collections.Counter()
+    for line in err.splitlines():
+        m = re.match(r"(\S+) .*?\b(?:event|status)=(\S+)", line)
+        c["%s %s" % m.groups() if m else "other"] += 1
+    return ", ".join("%s %d" % kv for kv in sorted(c.items())) or "nothing logged"
+
+
+def t_kill_loop(sink, bsink, logdir):
     # one connection at a time: a kill can then catch one transaction
     # at most between its final dot and its state record
     IR.setup("crash", {"retry_min": "1", "retry_max": "1", "max_connections": "1"})
     sink.clear()
+    T.fresh_dir(logdir)
     want, bounce = make_queue()
     rnd = random.Random(99)
     kills = 0
     for k in range(KILLS):
         if T.queue_count(IR.TMP) == 0:
             break
-        p = subprocess.Popen([IR.RELAY, "-f"], env=IR.env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        with open(os.path.join(logdir, "kill-%02d.log" % k), "wb") as log:
+            p = subprocess.Popen([IR.RELAY, "-f"], env=IR.env(), stdout=subprocess.DEVNULL,
+                                 stderr=log)
         time.sleep(rnd.uniform(0.005, 0.25))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
         p.wait(30)
     # then to completion: every run is a full pass
+    passes = []
     for k in range(10):
         if T.queue_count(IR.TMP) == 0:
             break
         rc, err = IR.relay("-f", timeout=120)
+        passes.append(err)
+        with open(os.path.join(logdir, "pass-%02d.log" % k), "w") as log:
+            log.write(err)
         if rc != 0:
             return ["relay exited %d: %s" % (rc, err[-2000:])]
     probs = []
+    # nothing but this test touches the queue now: a pass that finds it
+    # locked did not run, and the checks below would blame the relay
+    for k, err in enumerate(passes):
+        if "event=busy" in err:
+            probs.append("pass %d after the kills found the queue locked: %s" % (k, err.strip()[-500:]))
+    orphans = info_without_mess()
+    if orphans:
+        probs.append("%d info files without their message, never sent: %s" % (len(orphans), orphans[:5]))
     if T.queue_count(IR.TMP):
-        probs.append("queue not empty at the end: %d messages: %r" % (
-            T.queue_count(IR.TMP), list(IR.infos().items())[:3]))
+        left = queue_states()
+        probs.append("queue not empty at the end: %d messages; recipients (state, attempts, "
+                     "status, text): %s; e.g. %r" % (
+                         T.queue_count(IR.TMP),
+                         "; ".join("%d %r" % (n, k) for k, n in left.most_common(5)),
+                         list(IR.infos().items())[:1]))
+        for k, err in enumerate(passes):
+            probs.append("  relay -f pass %d after the kills: %s" % (k, pass_summary(err)))
+        if passes:
+            probs.append("  its log, last lines:\n" + "\n".join(
+                "      " + l for l in passes[-1].splitlines()[-15:]))
+        else:
+            probs.append("  no relay -f pass ran after the kills")
+        probs.append("  every relay's log: %s" % logdir)
     got = received(sink)
     lost = sorted(want - set(got))
     extra = sorted(set(got) - want)
@@ -160,7 +219,7 @@ def main():
         sink = IR.Sink("127.0.0.12", base)
         bsink = IR.Sink("127.0.0.14", base, ["-f", "RCPT"])
         procs += [sink, bsink]
-        R.run("relay_crash_kill9", t_kill_loop, sink, bsink)
+        R.run("relay_crash_kill9", t_kill_loop, sink, bsink, os.path.join(base, "logs"))
     finally:
         for p in procs:
             if isinstance(p, subprocess.Popen):

@@ -2,7 +2,15 @@
 """dopis's test runner: the one entry point of "make check".
 
     /usr/bin/python3 tests/run.py [-v] [--pass smtpd|asan] [--no-interop]
-                                  [--only-interop] [NAME-or-FILE ...]
+                                  [--only-interop] [--split] [NAME-or-FILE ...]
+
+--split runs each transcript over a TCP loopback connection instead of a
+pipe, its input sent in two writes split at byte k (with a pause between
+them), for every k in transcripts about framing (smuggling, BDAT, DATA,
+dots, pipelining, EOF, long lines; every offset up to 800 bytes, else
+400 around line ends and spread), and for 12 k in the others; every run
+must pass the transcript's own checks.  Transcripts that need a local
+client or held-open input are left out.
 
 It runs every transcript tests/transcripts/*.smtp against bin/smtpd
 (with bin/deliver), then again against the AddressSanitizer build
@@ -16,10 +24,13 @@ by name (or file) and skip the interop tests unless --only-interop.
 
 Each test runs in a fresh directory tests/work/PASS/NAME/ (wiped first):
 conf/ (DOPIS_CONF), mail/ (mailroot), queue/, custom/ (dave's Maildir
-parent).  The configuration is described in tests/dopistest.py and
-tests/README.  smtpd runs with a clean environment: PATH, DOPIS_CONF and
-TCPREMOTEIP=192.0.2.9 (so by default the client is a remote host that
-may not relay; "@env -TCPREMOTEIP" makes it a local client).
+parent).  One run at a time uses tests/work: a second one (another
+"make check" in the same checkout) waits until the first has ended
+(lock_work in tests/dopistest.py).  The configuration is described in
+tests/dopistest.py and tests/README.  smtpd runs with a clean
+environment: PATH, DOPIS_CONF and TCPREMOTEIP=192.0.2.9 (so by default
+the client is a remote host that may not relay; "@env -TCPREMOTEIP"
+makes it a local client).
 
 TRANSCRIPT FORMAT (one SMTP session per file; read as bytes, so UTF-8 or
 any 8-bit byte in the file is sent and compared as it is):
@@ -104,9 +115,11 @@ import concurrent.futures
 import glob
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dopistest as T  # noqa: E402
@@ -531,8 +544,115 @@ exit %d
 """
 
 
-def run_transcript(tr, passname, smtpd, deliver, sanitized):
-    tmp = os.path.join(T.WORK, passname, tr.name)
+def run_smtpd_split(argv, env, data, split, timeout, cwd=T.TOP):
+    """Runs smtpd on a TCP loopback connection; the client writes data
+    in two writes, the first ending at byte split, with a pause so that
+    smtpd has read the first before the second arrives.  Returns what
+    run_smtpd returns."""
+    problems = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    c = socket.create_connection(srv.getsockname())
+    s, _ = srv.accept()
+    srv.close()
+    p = subprocess.Popen(argv, stdin=s.fileno(), stdout=s.fileno(), stderr=subprocess.PIPE,
+                         env=env, cwd=cwd)
+    s.close()
+    err = []
+    t = threading.Thread(target=lambda: err.append(p.stderr.read()))
+    t.daemon = True
+    t.start()
+    out = []
+
+    def reader():
+        buf = b""
+        while True:
+            try:
+                d = c.recv(65536)
+            except OSError:
+                break
+            if not d:
+                break
+            buf += d
+        out.append(buf)
+    r = threading.Thread(target=reader)
+    r.daemon = True
+    r.start()
+    try:
+        c.sendall(data[:split])
+        time.sleep(0.003)
+        c.sendall(data[split:])
+        c.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass   # smtpd may end the session first (421, QUIT)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        problems.append("smtpd did not exit within %gs (killed)" % timeout)
+        p.kill()
+        p.wait()
+    r.join(10)
+    t.join(10)
+    c.close()
+    if p.returncode < 0:
+        problems.append("smtpd died of signal %d" % -p.returncode)
+    return (out[0] if out else b""), (err[0] if err else b""), p.returncode, problems
+
+
+def splittable(tr):
+    """Transcripts whose meaning survives a TCP connection: a remote
+    client (a local one is told by its pipe), no held-open input."""
+    return tr.hold_open is None and tr.env.get("TCPREMOTEIP", "") is not None
+
+
+# Every offset for the transcripts about how data and commands are
+# framed; for the rest, offsets spread over the input and around each
+# line end (CR|LF and just after LF), at most SPLIT_SAMPLE of them.
+SPLIT_ALL = ("smuggle", "bdat", "pipelining", "dot", "data", "eof", "empty-message",
+             "line-too-long", "nul", "binarymime")
+SPLIT_SAMPLE = 12
+SPLIT_ALL_MAX = 800
+
+
+def split_offsets(tr, data):
+    framing = any(k in tr.name for k in SPLIT_ALL)
+    if framing and len(data) <= SPLIT_ALL_MAX:
+        return list(range(1, len(data)))
+    # next to every line end (where framing bugs live), then spread
+    ends = set()
+    for i in range(1, len(data)):
+        if data[i - 1:i] in (b"\r", b"\n"):
+            ends.update(k for k in (i - 1, i, i + 1) if 0 < k < len(data))
+    cap = SPLIT_ALL_MAX // 2 if framing else SPLIT_SAMPLE
+    ends = sorted(ends)
+    pick = set(ends[::max(1, len(ends) * 2 // cap)][:cap // 2])
+    step = max(1, len(data) // (cap - len(pick) + 1))
+    pick.update(range(1, len(data), step))
+    return sorted(pick)[:cap]
+
+
+def run_split(tr, passname, smtpd, deliver, sanitized):
+    """The transcript over TCP, split at each chosen offset: every run
+    must pass the transcript's own checks."""
+    data = "".join(tr.input).encode("latin-1")
+    probs = []
+    offs = split_offsets(tr, data)
+    for k in offs:
+        p = run_transcript(tr, passname, smtpd, deliver, sanitized, split=k)
+        if p:
+            probs.append("split after byte %d of %d (%r | %r):" % (k, len(data), data[max(0, k - 12):k],
+                                                                    data[k:k + 12]))
+            probs += p
+            break
+        # keep the work tree small: only a failed run's directory stays
+        T.fresh_dir(os.path.join(T.WORK, passname, "%s@%d" % (tr.name, k)))
+        os.rmdir(os.path.join(T.WORK, passname, "%s@%d" % (tr.name, k)))
+    return probs, len(offs)
+
+
+def run_transcript(tr, passname, smtpd, deliver, sanitized, split=None):
+    tmp = os.path.join(T.WORK, passname, tr.name if split is None else "%s@%d" % (tr.name, split))
     sub = lambda s: s.replace("$TMP", tmp) if isinstance(s, str) else s  # noqa: E731
     conf = {k: sub(v) for k, v in tr.conf.items()}
     files = T.default_files(tmp)
@@ -567,7 +687,10 @@ def run_transcript(tr, passname, smtpd, deliver, sanitized):
     data = "".join(tr.input).encode("latin-1")
     with open(os.path.join(tmp, "input"), "wb") as f:
         f.write(data)
-    stdout, stderr, rc, problems = run_smtpd([smtpd], env, data, tr.timeout, tr.hold_open, cwd=tmp)
+    if split is None:
+        stdout, stderr, rc, problems = run_smtpd([smtpd], env, data, tr.timeout, tr.hold_open, cwd=tmp)
+    else:
+        stdout, stderr, rc, problems = run_smtpd_split([smtpd], env, data, split, tr.timeout, cwd=tmp)
     with open(os.path.join(tmp, "stdout"), "wb") as f:
         f.write(stdout)
     with open(os.path.join(tmp, "stderr"), "wb") as f:
@@ -724,6 +847,9 @@ def main(argv):
         del argv[k:k + 2]
     interop = True
     transcripts = True
+    split = "--split" in argv
+    if split:
+        argv.remove("--split")
     if "--no-interop" in argv:
         argv.remove("--no-interop")
         interop = False
@@ -740,6 +866,9 @@ def main(argv):
     if not transcripts:
         files = []
 
+    # before any directory under tests/work is wiped; the scripts
+    # started below share this lock
+    T.lock_work()
     passed = failed = 0
 
     def report(name, problems):
@@ -771,6 +900,13 @@ def main(argv):
                 if err or missing:
                     jobs.append((name, None, err or "missing program(s): %s" % missing, tr))
                     continue
+                if split:
+                    if not splittable(tr):
+                        continue
+                    jobs.append(("%s/split/%s" % (passname, tr.name),
+                                 ex.submit(run_split, tr, passname + "-split", smtpd, deliver,
+                                           sanitized), None, tr))
+                    continue
                 jobs.append((name, ex.submit(run_transcript, tr, passname, smtpd,
                                              deliver, sanitized), None, tr))
             for name, fut, err, tr in jobs:
@@ -779,6 +915,9 @@ def main(argv):
                     continue
                 try:
                     probs = fut.result()
+                    if split:
+                        probs, n = probs
+                        name += " (%d splits)" % n
                 except Exception as e:  # a bug in the runner is a failure too
                     probs = ["runner error: %r" % e]
                 report(name, probs)
