@@ -141,7 +141,24 @@ static void smtpd_timeout(void)
   smtpd_exit(0);
 }
 
-static int smtpd_timeoutms(void) { return cfg.timeout ? (int)(cfg.timeout * 1000) : 300000; }
+/* While a command line is being read, the whole line must arrive
+ * within the timeout, however it trickles in: a client sending a byte
+ * a second must not hold a connection slot for ever (slowloris). */
+static struct timespec linedeadline;
+static int linedeadline_on;
+
+static int smtpd_timeoutms(void)
+{
+  int ms = cfg.timeout ? (int)(cfg.timeout * 1000) : 300000;
+  if (linedeadline_on) {
+    struct timespec now;
+    long left;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left = (linedeadline.tv_sec - now.tv_sec) * 1000 + (linedeadline.tv_nsec - now.tv_nsec) / 1000000;
+    if (left < ms) ms = left < 0 ? 0 : (int)left;
+  }
+  return ms;
+}
 
 static int smtpd_wait(int fd, short ev)
 {
@@ -1060,10 +1077,15 @@ static ssize_t smtpd_getline(char *line, size_t max, size_t *kept)
 {
   size_t total = 0;
   *kept = 0;
+  clock_gettime(CLOCK_MONOTONIC, &linedeadline);
+  linedeadline.tv_sec += (time_t)(cfg.timeout ? cfg.timeout : 300);
   for (;;) {
-    ssize_t n = buffer_feed(&in);
+    ssize_t n;
     char *p;
     size_t lf, take;
+    linedeadline_on = 1;
+    n = buffer_feed(&in);
+    linedeadline_on = 0;
     if (n <= 0) return -1;
     p = buffer_peek(&in);
     lf = byte_chr(p, (size_t)n, '\n');
