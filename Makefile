@@ -77,10 +77,20 @@ check: deps
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined"
 	unshare -n sh tests/netns.sh $(PYTHON) tests/run.py
+	# every transcript again over TCP, its input split into two writes
+	# (at every offset where framing is tested): the outcome must not change
+	unshare -n sh tests/netns.sh $(PYTHON) tests/run.py --pass smtpd --no-interop --split
 	$(MAKE) fuzz-check
 
 run: deps all
 	@sh tests/run-server.sh
+
+# The benchmark against Postfix and OpenSMTPD (root; bench/README):
+# writes bench/RESULTS.md and bench/results.png.  BENCH_RUNS=n (default
+# 5), BENCH_QUICK=1 for a short try.  make check does not run it.
+bench: deps all
+	@SMTPD_LINK="$(SMTPD_OBJ) $(LIBA) $(LDLIBS)" DELIVER_LINK="$(DELIVER_OBJ) $(LIBA) $(LDLIBS)" \
+	  sh bench/bench.sh
 
 # libFuzzer harnesses (fuzz/README), built with clang into obj/fuzz:
 # make fuzz runs each for FUZZ_SECONDS on its corpus; fuzz-check (in
@@ -183,4 +193,4 @@ uninstall:
 clean:
 	rm -rf obj bin
 
-.PHONY: all deps check run clean install uninstall fuzz fuzz-build fuzz-check
+.PHONY: all deps check run bench clean install uninstall fuzz fuzz-build fuzz-check
