@@ -27,6 +27,19 @@ static int passwd_fail(stralloc *err, const stralloc *path, unsigned long line, 
 
 /* One line (without its \n), trimmed in place: 0 for a blank line or
  * a comment, 1 for user@domain:$hash with *colon set, -1 otherwise. */
+/* The next line of data from *start (without its LF): 1, or 0 after
+ * the last. */
+static int passwd_line(const stralloc *data, size_t *start, char **l, size_t *len)
+{
+  size_t end;
+  if (*start > data->len) return 0;
+  end = *start + byte_chr(data->s + *start, data->len - *start, '\n');
+  *l = data->s + *start;
+  *len = end - *start;
+  *start = end + 1;
+  return 1;
+}
+
 static int passwd_parse(char **lp, size_t *lenp, size_t *colon)
 {
   char *l = *lp;
@@ -61,7 +74,8 @@ int passwd_check(const struct config *c, const char *user, size_t userlen,
   const char *computed;
   unsigned long line = 0;
   int found = 0, ok = 0;
-  size_t i, start;
+  size_t start, len;
+  char *l;
 
   if (!stralloc_copy(&path, &c->dir) || !stralloc_cats(&path, "/passwd") || !stralloc_0(&path))
     return passwd_fail(err, &path, 0, "out of memory");
@@ -72,15 +86,10 @@ int passwd_check(const struct config *c, const char *user, size_t userlen,
   }
   if (passlen > PASSWD_MAXPASS || byte_chr(pass, passlen, 0) < passlen) passlen = 0, found = -1;
   if (!address_key(user, userlen, &key)) return passwd_fail(err, &path, 0, "out of memory");
-  for (i = start = 0; i <= data.len; i++) {
-    char *l;
-    size_t len, colon;
+  for (start = 0; passwd_line(&data, &start, &l, &len);) {
+    size_t colon;
     int r;
-    if (i < data.len && data.s[i] != '\n') continue;
     line++;
-    l = data.s + start;
-    len = i - start;
-    start = i + 1;
     if (!(r = passwd_parse(&l, &len, &colon))) continue;
     if (r == -1) return passwd_fail(err, &path, line, PASSWD_EXPECTED);
     if (found) continue;
@@ -146,7 +155,8 @@ int passwd_verify(const struct config *c,
 {
   stralloc path = {0}, data = {0}, key = {0};
   struct passwd_user *u = NULL;
-  size_t nu = 0, i, start;
+  size_t nu = 0, i, start, len;
+  char *l;
   unsigned long line = 0;
   struct stat st;
   int errors = 0;
@@ -172,15 +182,11 @@ int passwd_verify(const struct config *c,
     passwd_report(report, arg, 1, &path, 0, "warning: readable by everyone; keep it for smtpd's user");
   u = malloc((data.len / 4 + 1) * sizeof *u);   /* a user line has 4 bytes at least */
   if (!u) { passwd_report(report, arg, 0, &path, 0, "out of memory"); errors++; goto out; }
-  for (i = start = 0; i <= data.len; i++) {
-    char *l, save;
-    size_t len, colon;
+  for (start = 0; passwd_line(&data, &start, &l, &len);) {
+    char save;
+    size_t colon;
     int r;
-    if (i < data.len && data.s[i] != '\n') continue;
     line++;
-    l = data.s + start;
-    len = i - start;
-    start = i + 1;
     if (!(r = passwd_parse(&l, &len, &colon))) continue;
     if (r == -1) {
       passwd_report(report, arg, 0, &path, line, PASSWD_EXPECTED);
