@@ -701,3 +701,42 @@ def run_cmd(argv, timeout=60, **kw):
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout, **kw)
     return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- TLS
+
+def openssl(cwd, *args):
+    """Runs the openssl command in cwd; returns its output."""
+    rc, out = run_cmd(["openssl"] + list(args), cwd=cwd)
+    if rc != 0:
+        raise RuntimeError("openssl %s: exit %d\n%s" % (" ".join(args), rc, out))
+    return out
+
+
+def make_pki(pki, cn, dns=(), ips=(), ca_name="dopis throwaway test CA", other_ca=False):
+    """A throwaway CA (pki/ca.pem, ca.key) and a server certificate it
+    signs (server.pem, server.key; P-256) for cn and the subjectAltNames
+    dns and ips; with other_ca, a second CA (other-ca.pem) that signs
+    nothing.  Made by the test, never committed."""
+    os.makedirs(pki)
+
+    def ca(key, pem, name):
+        openssl(pki, "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-keyout", key, "-out", pem, "-days", "2", "-subj", "/CN=" + name,
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    ca("ca.key", "ca.pem", ca_name)
+    openssl(pki, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=" + cn)
+    san = ",".join(["DNS:" + d for d in dns] + ["IP:" + i for i in ips])
+    with open(os.path.join(pki, "server.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\n"
+                "subjectKeyIdentifier=hash\n"
+                "authorityKeyIdentifier=keyid,issuer\n"
+                "subjectAltName=%s\n" % san)
+    if other_ca:
+        ca("other-ca.key", "other-ca.pem", "dopis throwaway other CA")
+    openssl(pki, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")

@@ -79,38 +79,11 @@ MX = [
 
 # ---------------------------------------------------------------- PKI
 
-def openssl(*args):
-    rc, out = T.run_cmd(["openssl"] + list(args), cwd=PKI)
-    if rc != 0:
-        raise RuntimeError("openssl %s: exit %d\n%s" % (" ".join(args), rc, out))
-    return out
-
-
 def make_pki():
-    """A CA and a server certificate it signs (P-256 keys)."""
-    os.makedirs(PKI)
-    openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=dopis throwaway relay test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=mx.tls.test")
-    with open(os.path.join(PKI, "server.ext"), "w") as f:
-        f.write("basicConstraints=critical,CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\n"
-                "subjectKeyIdentifier=hash\n"
-                "authorityKeyIdentifier=keyid,issuer\n"
-                "subjectAltName=DNS:mx.tls.test,DNS:mx.broken.test,DNS:mx.inject.test,IP:%s\n" % SMART_IP)
-    # a CA that signed nothing here
-    openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2",
-            "-subj", "/CN=dopis throwaway other CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+    """A CA and a server certificate it signs (P-256 keys), and a CA that
+    signed nothing here."""
+    T.make_pki(PKI, "mx.tls.test", dns=["mx.tls.test", "mx.broken.test", "mx.inject.test"],
+               ips=[SMART_IP], ca_name="dopis throwaway relay test CA", other_ca=True)
 
 
 def server_context():

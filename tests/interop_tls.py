@@ -71,31 +71,12 @@ STDERRS = []         # every server's captured stderr, for the password check
 # ---------------------------------------------------------------- set-up
 
 def openssl(*args):
-    rc, out = T.run_cmd(["openssl"] + list(args), cwd=PKI)
-    if rc != 0:
-        raise RuntimeError("openssl %s: exit %d\n%s" % (" ".join(args), rc, out))
-    return out
+    return T.openssl(PKI, *args)
 
 
 def make_pki():
     """A CA and a server certificate signed by it (P-256 keys)."""
-    os.makedirs(PKI)
-    openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=dopis throwaway test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=mx.example.org")
-    with open(os.path.join(PKI, "server.ext"), "w") as f:
-        f.write("basicConstraints=critical,CA:FALSE\n"
-                "keyUsage=critical,digitalSignature\n"
-                "extendedKeyUsage=serverAuth\n"
-                "subjectKeyIdentifier=hash\n"
-                "authorityKeyIdentifier=keyid,issuer\n"
-                "subjectAltName=DNS:mx.example.org,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+    T.make_pki(PKI, "mx.example.org", dns=["mx.example.org"], ips=["127.0.0.1"])
 
 
 def yescrypt(pw):
