@@ -138,7 +138,10 @@ def outside():
     with open(log, "wb") as f:
         p = subprocess.run(["systemd-nspawn", "-q", "-D", root, "--private-network",
                             "--link-journal=no", "--register=no", "--keep-unit",
-                            "--bind=%s:/results" % results, "-b", "--",
+                            "--bind=%s:/results" % results,
+                            # the checkout at its own path: the test runs its
+                            # script from there, and nspawn may cover /tmp
+                            "--bind-ro=%s" % T.TOP, "-b", "--",
                             "--unit=dopis-boot-test.target"],
                            stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                            timeout=240, cwd=BASE)
