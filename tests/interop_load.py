@@ -127,6 +127,9 @@ def test_concurrent():
                         try:
                             s.sendmail("c%d@remote.test" % i, ["alice@example.org"], msg)
                             r = 250
+                            # a session that lingers (as over a real network)
+                            # so that the clients really meet the limit
+                            time.sleep(0.2)
                         finally:
                             s.quit()
                     except smtplib.SMTPResponseException as e:
