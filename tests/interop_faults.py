@@ -267,9 +267,14 @@ def test_kill_deliver():
                 if code != 250:
                     dup_attempts += 1
                 per_subject[(subj, rc)] = per_subject.get((subj, rc), 0) + c
-            # a 451'd attempt is all or nothing: in every recipient's
-            # Maildir (killed after the last rename) or in none
-            nothing = everywhere = 0
+            # a 451'd attempt: deliver died after the final dot, before
+            # smtpd could reply -- the one window SMTP allows.  Killed
+            # while renaming into several new/ directories (which no
+            # rename makes atomic), it can be in some Maildirs; the
+            # client's retry then duplicates those copies.  Counted,
+            # not hidden; what must hold is that every 250 is delivered
+            # (checked below: lost 0).
+            nothing = everywhere = partial = 0
             for mid, (code, rcpts, subj) in answered.items():
                 if code == 250:
                     continue
@@ -279,10 +284,10 @@ def test_kill_deliver():
                 elif len(have) == len(rcpts):
                     everywhere += 1
                 else:
-                    probs.append("%s answered %s is in some Maildirs only: %s of %s" % (
-                        mid, code, have, rcpts))
+                    partial += 1
             print("    kill-deliver: attempts answered 451: %d delivered nowhere, %d to every "
-                  "recipient (the duplicate window), partial: none allowed" % (nothing, everywhere))
+                  "recipient, %d to some (killed between its renames); the last two are the "
+                  "duplicate window" % (nothing, everywhere, partial))
             lost = 0
             dups = 0
             for mid, (code, rcpts, subj) in answered.items():
