@@ -10,7 +10,11 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 sh bench/deps.sh
-mkdir -p bench/work/bin
+mkdir -p bench/work/bin bench/work/dopis
+# a snapshot of the build: bin/ may be rebuilt while the benchmark runs
+for p in smtpd deliver relay; do
+  cp bin/$p bench/work/dopis/$p.tmp && mv bench/work/dopis/$p.tmp bench/work/dopis/$p
+done
 for t in durable forkexec rsstrace; do
   gcc -O2 -Wall -Wextra -o bench/work/bin/$t bench/tools/$t.c
 done
