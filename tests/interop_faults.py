@@ -8,12 +8,15 @@ disk-full     the mailroot and the queue on a tmpfs of 256 KiB mounted by
               none left in any tmp/ or in queue/tmp/); once the space is
               freed the next message is answered 250 and delivered.
 kill-deliver  ~200 messages (120 in the sanitizer build), each to one or
-              two local users, through a `deliver =` wrapper that execs
-              the real deliver after starting, with probability 1/2, a
-              killer that sends it SIGKILL after a random 0-10 ms.  The
+              two local users, through a `deliver =` wrapper that runs
+              one deliver in two under strace, which kills it with
+              SIGKILL on entry to a chosen system call (the n-th read,
+              openat, write, copy_file_range, fsync, rename, or
+              exit_group: after the last rename), from a plan drawn with
+              a fixed seed (DOPIS_FAULT_SEED).  The
               client behaves like an MTA: a message answered 4xx is sent
               again (a new attempt with a new Message-ID, the same
-              Subject), up to 8 times.  Checked: every attempt answered
+              Subject), up to 16 times.  Checked: every attempt answered
               250 is in each recipient's Maildir exactly once; no message
               is lost; an attempt answered 451 that is in a Maildir
               anyway (the one window SMTP allows: killed after the rename
@@ -45,7 +48,7 @@ BASE = os.path.join(T.WORK, PASS, "interop_faults")
 R = T.Results()
 
 NMSG = 120 if SANITIZED else 200
-MAX_TRIES = 8
+MAX_TRIES = 16
 
 
 def sub_files(tmp, sub):
@@ -178,33 +181,58 @@ def test_disk_full():
 
 # ---------------------------------------------------------------- kill -9
 
+# test wrapper of deliver: the n-th run takes the n-th line of the plan,
+# "-" (run deliver as it is) or "SYSCALL WHEN": deliver runs under
+# strace, which kills it with SIGKILL as it enters its WHEN-th SYSCALL.
+# Deterministic where a timer is not: the kill lands inside deliver on
+# a fast machine as on a slow one.  A kill is recorded, then passed on
+# to smtpd as the wrapper's own death by SIGKILL.
 WRAPPER = r"""#!/bin/sh
-# test wrapper of deliver: with probability 1/2 a killer sends SIGKILL to
-# this process -- the real deliver once exec'd -- after 0-10 ms
-r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-if [ $((r %% 2)) -eq 0 ]; then
-  d=$(( (r / 2) %% 11 ))
-  me=$$
-  ( sleep "$(printf '0.%%03d' "$d")"; kill -9 "$me" 2>/dev/null && echo "$me" >>"%(kills)s" ) \
-      </dev/null >/dev/null 2>&1 &
+n=$(cat "%(dir)s/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" >"%(dir)s/count"
+set -- $(sed -n "${n}p" "%(dir)s/plan")
+[ "${1:--}" = - ] && exec "%(deliver)s"
+# LeakSanitizer cannot run under ptrace
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+strace -qq -o /dev/null -e trace="$1" -e inject="$1":signal=KILL:when="$2" "%(deliver)s"
+rc=$?
+if [ "$rc" -eq 137 ]; then
+  echo "$1:$2" >>"%(dir)s/kills"
+  kill -9 $$
 fi
-exec "%(deliver)s"
+exit "$rc"
 """
+
+# where deliver is killed: (system call, how many of them to choose
+# from); exit_group is after the last rename and directory fsync, the
+# window in which a message is delivered but answered 451
+KILL_POINTS = [("read", 4), ("openat", 12), ("write", 3), ("copy_file_range", 1),
+               ("fsync", 3), ("rename", 2), ("exit_group", 1)]
 
 
 def test_kill_deliver():
     tmp = os.path.join(BASE, "kill-deliver")
     T.fresh_dir(tmp)
     wrapper = os.path.join(tmp, "deliver-killer")
-    kills = os.path.join(tmp, "mail", "kills")
+    state = os.path.join(tmp, "killer")
+    kills = os.path.join(state, "kills")
     confdir = T.setup(tmp, DELIVER, {"deliver": wrapper})
+    os.makedirs(state)
     with open(wrapper, "w") as f:
-        f.write(WRAPPER % {"kills": kills, "deliver": DELIVER})
+        f.write(WRAPPER % {"dir": state, "deliver": DELIVER})
     os.chmod(wrapper, 0o755)
+    rnd = random.Random(int(os.environ.get("DOPIS_FAULT_SEED", "6")))
+    with open(os.path.join(state, "plan"), "w") as f:
+        for _ in range(NMSG * MAX_TRIES):
+            if rnd.random() < 0.5:
+                f.write("-\n")
+            else:
+                sc, most = rnd.choice(KILL_POINTS)
+                f.write("%s %d\n" % (sc, rnd.randint(1, most)))
     srv = None
     try:
         srv, port = T.start_tcpserver(tmp, confdir, SMTPD, SANITIZED)
-        rnd = random.Random(int(os.environ.get("DOPIS_FAULT_SEED", "6")))
 
         def check():
             probs = []
@@ -298,10 +326,15 @@ def test_kill_deliver():
             for k, n in per_subject.items():
                 if n > 1:
                     dups += n - 1
-            nkills = 0
+            where = {}
             if os.path.exists(kills):
                 with open(kills) as f:
-                    nkills = len(f.read().split())
+                    for k in f.read().split():
+                        sc = k.split(":")[0]
+                        where[sc] = where.get(sc, 0) + 1
+            nkills = sum(where.values())
+            print("    kill-deliver: killed at " + ", ".join(
+                "%s %d" % (sc, where.get(sc, 0)) for sc, _ in KILL_POINTS))
             leftovers = sum(len(T.maildir_files(md, "tmp")) for md in T.all_maildirs(tmp))
             delivered = sum(copies.values())
             print("    kill-deliver: sent %d messages (%d attempts, %d recipients' copies answered 250), "
@@ -315,9 +348,12 @@ def test_kill_deliver():
             if unsent:
                 probs.append("%d messages never answered 250 in %d tries: %s" % (
                     len(unsent), MAX_TRIES, unsent[:5]))
-            if nkills < NMSG // 20:
+            if nkills < NMSG // 4:
                 probs.append("only %d kills hit a running deliver: the fault injection did not work"
                              % nkills)
+            missed = [sc for sc, _ in KILL_POINTS if not where.get(sc)]
+            if missed:
+                probs.append("deliver was never killed at %s" % ", ".join(missed))
             return probs + T.queue_problems(tmp)
         ok = R.run("faults-kill-deliver", check)
     except Exception as e:
