@@ -1034,10 +1034,12 @@ def relay_syscalls(conf, etc):
         outf = os.path.join(LOGS, "strace-relay-%s.txt" % server)
         if server == "dopis":
             env = dict(dopis_env(conf), NAMESERVERS="127.0.0.1")
-            subprocess.run(["strace", "-f", "-c", "-o", outf, "-e", "trace=" + names,
+            t0 = time.monotonic()
+            subprocess.run(["strace", "-f", "-c", "-w", "-o", outf, "-e", "trace=" + names,
                             "setpriv", "--reuid", str(USERS["bench"]), "--regid", str(USERS["bench"]),
                             "--clear-groups", DOPIS + "/relay"], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            elapsed = time.monotonic() - t0
             wait_empty(qs, time.monotonic())
         else:
             args = ["strace", "-f", "-c", "-o", outf, "-e", "trace=" + names]
@@ -1051,17 +1053,22 @@ def relay_syscalls(conf, etc):
             time.sleep(0.5)
             st.send_signal(signal.SIGINT)
             st.wait()
-        calls = {}
+        calls, secs = {}, {}
         with open(outf) as f:
             for line in f:
-                m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+                m = re.match(r"\s*[\d.]+\s+([\d.]+)\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
                 if m:
-                    calls[m.group(2)] = int(m.group(1))
+                    calls[m.group(3)] = int(m.group(2))
+                    secs[m.group(3)] = float(m.group(1))
         per_msg = lambda *xs: sum(calls.get(x, 0) for x in xs) / total
         res[server] = {"fsync": per_msg("fsync", "fdatasync"),
                        "rename_link": per_msg("rename", "renameat", "renameat2", "link", "linkat"),
                        "unlink": per_msg("unlink", "unlinkat"), "connect": per_msg("connect"),
                        "messages": total}
+        if server == "dopis":
+            # wall time in fsync against the relay's whole run (under strace)
+            res[server]["elapsed_s"] = elapsed
+            res[server]["fsync_s"] = secs.get("fsync", 0) + secs.get("fdatasync", 0)
     return res
 
 
