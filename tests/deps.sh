@@ -3,8 +3,8 @@
 # need from Debian's packages; as non-root prints the apt-get line.
 set -e
 case "$1" in
-build) pkgs="gcc make libowfat-dev libtls-dev libcrypt-dev libudns-dev ucspi-tcp swaks" ;;
-test)  pkgs="gcc make libowfat-dev libtls-dev libcrypt-dev openssl libudns-dev dnsmasq-base python3-aiosmtpd clang libclang-rt-14-dev ucspi-tcp swaks mblaze python3 systemd systemd-container iproute2 util-linux mandoc man-db valgrind strace" ;;
+build) pkgs="gcc make libowfat-dev libtls-dev libssl-dev libcrypt-dev libudns-dev ucspi-tcp swaks" ;;
+test)  pkgs="gcc make libowfat-dev libtls-dev libssl-dev libcrypt-dev openssl libudns-dev dnsmasq-base python3-aiosmtpd clang libclang-rt-14-dev ucspi-tcp swaks mblaze python3 systemd systemd-container iproute2 util-linux mandoc man-db valgrind strace" ;;
 *) echo "usage: deps.sh build|test" >&2; exit 64 ;;
 esac
 missing=
