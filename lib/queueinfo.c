@@ -277,10 +277,10 @@ static int qinfo_path(stralloc *p, const char *dir, const char *sub,
   return stralloc_0(p);
 }
 
-int qinfo_write(const struct qinfo *q, const char *queuedir,
-                const char *qid, stralloc *why)
+int qinfo_put(const struct qinfo *q, const char *queuedir,
+              const char *qid, stralloc *why)
 {
-  static stralloc data, tmp, dst, dir, ext;
+  static stralloc data, tmp, dst, ext;
   char num[FMT_ULONG];
   int fd;
 
@@ -289,8 +289,7 @@ int qinfo_write(const struct qinfo *q, const char *queuedir,
       !stralloc_copys(&ext, ".") || !stralloc_cats(&ext, num) ||
       !stralloc_cats(&ext, ".state") || !stralloc_0(&ext) ||
       !qinfo_path(&tmp, queuedir, "tmp", qid, ext.s) ||
-      !qinfo_path(&dst, queuedir, "info", qid, NULL) ||
-      !qinfo_path(&dir, queuedir, "info", NULL, NULL))
+      !qinfo_path(&dst, queuedir, "info", qid, NULL))
     return qinfo_nomem(why);
   fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd == -1) return fsync_why(why, "open", tmp.s);
@@ -310,21 +309,38 @@ int qinfo_write(const struct qinfo *q, const char *queuedir,
     unlink(tmp.s);
     return -1;
   }
+  return 0;
+}
+
+int qinfo_syncdir(const char *queuedir, stralloc *why)
+{
+  static stralloc dir;
+  if (!qinfo_path(&dir, queuedir, "info", NULL, NULL)) return qinfo_nomem(why);
   if (fsync_dir(dir.s) == -1) return fsync_why(why, "fsync", dir.s);
+  return 0;
+}
+
+int qinfo_write(const struct qinfo *q, const char *queuedir,
+                const char *qid, stralloc *why)
+{
+  if (qinfo_put(q, queuedir, qid, why) == -1) return -1;
+  return qinfo_syncdir(queuedir, why);
+}
+
+int qinfo_unlink(const char *queuedir, const char *qid, const char *sub, stralloc *why)
+{
+  static stralloc p;
+  if (!qinfo_path(&p, queuedir, sub, qid, NULL)) return qinfo_nomem(why);
+  if (unlink(p.s) == -1 && errno != ENOENT) return fsync_why(why, "unlink", p.s);
   return 0;
 }
 
 int qinfo_remove(const char *queuedir, const char *qid, stralloc *why)
 {
-  static stralloc p, dir;
-  if (!qinfo_path(&p, queuedir, "info", qid, NULL) ||
-      !qinfo_path(&dir, queuedir, "info", NULL, NULL))
-    return qinfo_nomem(why);
   /* info first: a message without it is not queued any more, and the
    * mess/ file that stays a moment longer keeps the name reserved */
-  if (unlink(p.s) == -1 && errno != ENOENT) return fsync_why(why, "unlink", p.s);
-  if (fsync_dir(dir.s) == -1) return fsync_why(why, "fsync", dir.s);
-  if (!qinfo_path(&p, queuedir, "mess", qid, NULL)) return qinfo_nomem(why);
-  if (unlink(p.s) == -1 && errno != ENOENT) return fsync_why(why, "unlink", p.s);
-  return 0;
+  if (qinfo_unlink(queuedir, qid, "info", why) == -1 ||
+      qinfo_syncdir(queuedir, why) == -1)
+    return -1;
+  return qinfo_unlink(queuedir, qid, "mess", why);
 }

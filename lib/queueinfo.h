@@ -91,6 +91,16 @@ int qinfo_write(const struct qinfo *q, const char *queuedir,
  * Returns 0, or -1 with why set. */
 int qinfo_remove(const char *queuedir, const char *qid, stralloc *why);
 
+/* The parts of the two above, for a caller that commits several
+ * changes of info/ with one fsync (the relay's group commit): qinfo_put
+ * is qinfo_write without the fsync of info/, qinfo_syncdir that fsync;
+ * qinfo_unlink removes <sub>/<qid> ("info" or "mess"; gone already is
+ * no error).  Each returns 0, or -1 with why set. */
+int qinfo_put(const struct qinfo *q, const char *queuedir,
+              const char *qid, stralloc *why);
+int qinfo_syncdir(const char *queuedir, stralloc *why);
+int qinfo_unlink(const char *queuedir, const char *qid, const char *sub, stralloc *why);
+
 /* "pending", "delivered", ... */
 const char *qinfo_statename(enum qinfo_state s);
 

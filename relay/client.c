@@ -895,7 +895,8 @@ again:
   if (tls) goto again;
 }
 
-/* Fills the output with more message data when it runs low. */
+/* Fills the output with message data up to OUT_LOW or the end, so
+ * that a small message and its final dot leave in one segment. */
 static int conn_fill(struct conn *c)
 {
   char buf[65536];
@@ -908,13 +909,16 @@ static int conn_fill(struct conn *c)
     c->out.len = left;
     c->outpos = 0;
   }
-  do r = read(c->msgfd, buf, sizeof buf); while (r == -1 && errno == EINTR);
-  if (r == -1) return -1;
-  if (r == 0) {
-    c->eof = 1;
-    return wire_end(&c->w, &c->out) ? 0 : -1;
+  while (!c->eof && c->out.len < OUT_LOW) {
+    do r = read(c->msgfd, buf, sizeof buf); while (r == -1 && errno == EINTR);
+    if (r == -1) return -1;
+    if (r == 0) {
+      c->eof = 1;
+      return wire_end(&c->w, &c->out) ? 0 : -1;
+    }
+    if (!wire_put(&c->w, &c->out, buf, (size_t)r)) return -1;
   }
-  return wire_put(&c->w, &c->out, buf, (size_t)r) ? 0 : -1;
+  return 0;
 }
 
 static void conn_write(struct conn *c)

@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,6 +118,11 @@ void dest_connect(struct dest *d)
   dest_hostname(d);
   fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd != -1) {
+    /* the client writes whole commands and buffers of data; Nagle
+     * would hold the final dot back until the peer acknowledged the
+     * data before it, a delayed ACK later (40 ms a message) */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     do r = connect(fd, (const struct sockaddr *)&a->sa, a->len);
     while (r == -1 && errno == EINTR);
     if (r == 0 || errno == EINPROGRESS) {
@@ -224,6 +231,13 @@ static int relay_isdue(const struct msg *m, const struct qinfo_rcpt *r, unsigned
 {
   if (r->state != QINFO_PENDING) return 0;
   if (flush || r->next <= now) return 1;
+  /* The clock went back: a next-try time is never set more than
+   * retry_max ahead, so one further ahead was set by a clock that was
+   * wrong (or is wrong now).  Waiting for it could hold the mail for
+   * as long as the clock jumped (a year); try it now instead, and the
+   * new next-try time counts from this clock.  (After retry_max was
+   * lowered this tries early once, which is harmless.) */
+  if (r->next - now > cfg.retry_max) return 1;
   /* past the lifetime: one last try now, then the bounce */
   return now >= m->qi.created + cfg.max_queue_lifetime;
 }
@@ -443,6 +457,8 @@ static void relay_loop(void)
 
     conn_reap();
     relay_start();
+    /* what this turn finished is durable before we wait again */
+    msg_sync();
     if (!active) break;
     dnsfd = mx_active() ? mx_fd() : -1;
     if (dnsfd != -1) {
@@ -633,7 +649,9 @@ int main(int argc, char **argv)
     if (ctls_init(&err) == -1) relay_die(EX_TEMPFAIL, "failed", err.s, err.len);
     relay_loop();
   }
+  msg_sync();
   for (size_t i = 0; i < nmsgs; i++) msg_finish(&msgs[i]);
+  msg_sync();
   log_start();
   log_str("event", "pass-done");
   log_ulong("messages", nmsgs);

@@ -56,6 +56,7 @@ struct msg {
   unsigned long long wiresize; /* as sent (RFC 1870); 0 until counted */
   int counted;
   int broken;             /* info unreadable or mess missing: left alone */
+  int dropped;            /* finished: info removed, mess goes at msg_sync */
 };
 
 int msg_notify(const struct qinfo_rcpt *r);
@@ -83,8 +84,13 @@ struct msg_tls {
 void msg_result_tls(struct msg *m, size_t rcpt, enum result res,
                     const char *status, const char *host, const char *text,
                     size_t textlen, int dsnpeer, const struct msg_tls *tls);
-/* Rewrites info/<qid>; logs a failure.  Returns 0 or -1. */
+/* Rewrites info/<qid>, or removes it when every recipient is final and
+ * no report is owed; durable at the next msg_sync.  Logs a failure.
+ * Returns 0 or -1. */
 int msg_save(struct msg *m);
+/* One fsync of info/ for the msg_saves since the last; then removes the
+ * mess files of the messages that are done. */
+void msg_sync(void);
 /* After the pass: DSNs owed, delay warnings, removal when final. */
 void msg_finish(struct msg *m);
 

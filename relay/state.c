@@ -213,16 +213,24 @@ void msg_result_tls(struct msg *m, size_t i, enum result res,
   log_end();
 }
 
-int msg_save(struct msg *m)
+/* Group commit.  A state file renamed into info/ and a finished
+ * message's info file removed are made durable together by one fsync
+ * of info/ in msg_sync, which the relay calls once per turn of its
+ * loop: the connections that finish a transaction in the same turn
+ * share one journal commit instead of two fsyncs each.  A finished
+ * message's mess/ file goes only after that fsync (a crash before it
+ * must find both files or neither). */
+static int infodirty;
+static struct msg **dropped;
+static size_t ndropped, adropped;
+
+static void msg_logfail(const struct msg *m, const char *event, const stralloc *why)
 {
-  static stralloc why;
-  if (qinfo_write(&m->qi, queuedir, m->qid.s, &why) == 0) return 0;
   log_start();
-  log_str("id", m->qid.s);
-  log_str("event", "save-failed");
-  log_buf("error", why.s, why.len);
+  if (m) log_str("id", m->qid.s);
+  log_str("event", event);
+  log_buf("error", why->s, why->len);
   log_end();
-  return -1;
 }
 
 static int msg_final(const struct msg *m)
@@ -234,31 +242,84 @@ static int msg_final(const struct msg *m)
   return 1;
 }
 
-void msg_finish(struct msg *m)
+/* Every recipient is final and nothing is owed: the info file goes
+ * (durable at the next msg_sync), then the mess file. */
+static int msg_drop(struct msg *m)
 {
   static stralloc why;
+  if (ndropped == adropped) {
+    size_t a = adropped ? adropped * 2 : 64;
+    struct msg **d = realloc(dropped, a * sizeof *d);
+    if (!d) { errno = ENOMEM; fsync_why(&why, "remove", NULL); msg_logfail(m, "remove-failed", &why); return -1; }
+    dropped = d;
+    adropped = a;
+  }
+  if (qinfo_unlink(queuedir, m->qid.s, "info", &why) == -1) {
+    msg_logfail(m, "remove-failed", &why);
+    return -1;
+  }
+  m->dropped = 1;
+  dropped[ndropped++] = m;
+  infodirty = 1;
+  return 0;
+}
+
+int msg_save(struct msg *m)
+{
+  static stralloc why;
+  if (m->dropped) return 0;
+  if (msg_final(m)) {
+    int owed = 0;
+    for (size_t i = 0; i < m->qi.n; i++)
+      if (m->qi.r[i].state == QINFO_FAILED || m->qi.r[i].state == QINFO_RELAYED)
+        owed = 1;
+    if (!owed) return msg_drop(m);
+  }
+  if (qinfo_put(&m->qi, queuedir, m->qid.s, &why) == 0) {
+    infodirty = 1;
+    return 0;
+  }
+  msg_logfail(m, "save-failed", &why);
+  return -1;
+}
+
+void msg_sync(void)
+{
+  static stralloc why;
+  if (!infodirty) return;
+  infodirty = 0;
+  if (qinfo_syncdir(queuedir, &why) == -1) {
+    /* the removals may not be on disk: their mess files stay, and a
+     * later pass finds what is left */
+    msg_logfail(NULL, "sync-failed", &why);
+    ndropped = 0;
+    return;
+  }
+  for (size_t i = 0; i < ndropped; i++) {
+    struct msg *m = dropped[i];
+    if (qinfo_unlink(queuedir, m->qid.s, "mess", &why) == -1)
+      msg_logfail(m, "remove-failed", &why);
+    log_start();
+    log_str("id", m->qid.s);
+    log_str("event", "done");
+    log_end();
+  }
+  ndropped = 0;
+}
+
+void msg_finish(struct msg *m)
+{
   int owed = 0;
 
-  if (m->broken) return;
+  if (m->broken || m->dropped) return;
   for (size_t i = 0; i < m->qi.n; i++)
     if (m->qi.r[i].state == QINFO_FAILED || m->qi.r[i].state == QINFO_RELAYED)
       owed = 1;
-  if (owed || cfg.delay_warning) {
-    /* bounce_send changes the states of what it reported */
-    if (bounce_send(m, cfg.delay_warning != 0) == 1 && msg_save(m) == -1)
-      return;
-  }
-  if (!msg_final(m)) return;
-  if (qinfo_remove(queuedir, m->qid.s, &why) == -1) {
-    log_start();
-    log_str("id", m->qid.s);
-    log_str("event", "remove-failed");
-    log_buf("error", why.s, why.len);
-    log_end();
+  /* bounce_send changes the states of what it reported; msg_save then
+   * removes the message if nothing is left */
+  if ((owed || cfg.delay_warning) && bounce_send(m, cfg.delay_warning != 0) == 1) {
+    msg_save(m);
     return;
   }
-  log_start();
-  log_str("id", m->qid.s);
-  log_str("event", "done");
-  log_end();
+  if (msg_final(m)) msg_drop(m);
 }
