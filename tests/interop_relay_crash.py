@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Crash test of the relay: kill -9 at random moments, many times, over
+"""Crash test of the relay: kill -9 at chosen moments, many times, over
 a queue of many messages, then let it finish; no recipient may be lost,
 and a recipient may arrive twice only through the one window SMTP
 allows (our final dot sent, the reply not yet recorded): so at most one
@@ -10,6 +10,13 @@ exit and the state record) are counted.
 Peers: Postfix's smtp-sink, one accepting everything (sink.test,
 sink2.test), one refusing every RCPT with 5xx (bounce.test); dnsmasq
 for the MX records.  Shares its set-up with interop_relay.py.
+
+The kills: each relay runs under strace, which sends it SIGKILL on
+entry to the n-th call of a system call drawn from a seeded plan
+(read, sendto, openat, rename, unlink, fsync, write, poll): a
+kill lands inside the relay however fast the machine is, where a timer
+would mostly find it already gone.  The test fails if fewer than half
+the runs were killed.
 
 When the queue does not end empty, the failure shows what the relay
 logged in the passes that should have emptied it; every relay's log is
@@ -34,6 +41,11 @@ import dopistest as T  # noqa: E402
 
 NMSG = 150
 KILLS = 40
+# (system call, the n-th call is drawn from 1..most)
+# (small: each run gets a few transactions further; one that is not
+# killed works off the whole queue)
+KILL_POINTS = [("read", 12), ("sendto", 12), ("openat", 160), ("rename", 3), ("unlink", 6),
+               ("fsync", 6), ("write", 12), ("poll", 16)]
 R = T.Results()
 
 
@@ -128,17 +140,22 @@ def t_kill_loop(sink, bsink, logdir):
     want, bounce = make_queue()
     rnd = random.Random(99)
     kills = 0
+    where = collections.Counter()
+    # LeakSanitizer cannot run under ptrace
+    env = dict(IR.env(), ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":"))
     for k in range(KILLS):
         if T.queue_count(IR.TMP) == 0:
             break
+        sc, most = rnd.choice(KILL_POINTS)
+        when = rnd.randint(1, most)
         with open(os.path.join(logdir, "kill-%02d.log" % k), "wb") as log:
-            p = subprocess.Popen([IR.RELAY, "-f"], env=IR.env(), stdout=subprocess.DEVNULL,
-                                 stderr=log)
-        time.sleep(rnd.uniform(0.005, 0.25))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
+            p = subprocess.run(["strace", "-qq", "-o", "/dev/null", "-e", "trace=" + sc,
+                                "-e", "inject=%s:signal=KILL:when=%d" % (sc, when), IR.RELAY, "-f"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=log, timeout=60)
+        if p.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
             kills += 1
-        p.wait(30)
+            where[sc] += 1
+    print("    relay killed at: " + ", ".join("%s %d" % (sc, where[sc]) for sc, _ in KILL_POINTS))
     # then to completion: every run is a full pass
     passes = []
     for k in range(10):
@@ -151,6 +168,8 @@ def t_kill_loop(sink, bsink, logdir):
         if rc != 0:
             return ["relay exited %d: %s" % (rc, err[-2000:])]
     probs = []
+    if kills < KILLS // 2:
+        probs.append("only %d of %d relays were killed: the fault injection did not work" % (kills, KILLS))
     # nothing but this test touches the queue now: a pass that finds it
     # locked did not run, and the checks below would blame the relay
     for k, err in enumerate(passes):
