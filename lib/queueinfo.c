@@ -344,3 +344,12 @@ int qinfo_remove(const char *queuedir, const char *qid, stralloc *why)
     return -1;
   return qinfo_unlink(queuedir, qid, "mess", why);
 }
+
+int qinfo_due(const struct qinfo *q, const struct qinfo_rcpt *r, unsigned long now,
+              unsigned long retry_max, unsigned long lifetime)
+{
+  if (r->state != QINFO_PENDING) return 0;
+  /* (after retry_max was lowered the second rule tries early once) */
+  if (r->next <= now || r->next - now > retry_max) return 1;
+  return now >= q->created + lifetime;
+}

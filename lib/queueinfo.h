@@ -101,6 +101,15 @@ int qinfo_put(const struct qinfo *q, const char *queuedir,
 int qinfo_syncdir(const char *queuedir, stralloc *why);
 int qinfo_unlink(const char *queuedir, const char *qid, const char *sub, stralloc *why);
 
+/* Whether a pending recipient is due at now: its next-try time has
+ * come; or that time lies more than retry_max ahead (never set so
+ * far ahead, so it was set by a clock that has since gone back: waiting
+ * for it could hold the mail as long as the clock jumped); or the
+ * message has outlived lifetime (one last try, then the bounce).  The
+ * relay's rule, which the queue tool shows. */
+int qinfo_due(const struct qinfo *q, const struct qinfo_rcpt *r, unsigned long now,
+              unsigned long retry_max, unsigned long lifetime);
+
 /* "pending", "delivered", ... */
 const char *qinfo_statename(enum qinfo_state s);
 

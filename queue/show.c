@@ -71,8 +71,7 @@ static unsigned long entry_age(const struct entry *e, unsigned long now)
  * time has come, or the message has outlived max_queue_lifetime. */
 static int rcpt_due(const struct entry *e, const struct qinfo_rcpt *r, unsigned long now)
 {
-  if (r->state != QINFO_PENDING) return 0;
-  return r->next <= now || now >= e->qi.created + cfg.max_queue_lifetime;
+  return qinfo_due(&e->qi, r, now, cfg.retry_max, cfg.max_queue_lifetime);
 }
 
 static void rcpt_text(const struct entry *e, const struct qinfo_rcpt *r,

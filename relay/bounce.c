@@ -271,7 +271,8 @@ static int bounce_deliver(struct report *rp, stralloc *why)
 {
   static stralloc rcpts, params;
   struct msg *m = rp->m;
-  if (!stralloc_copys(&rcpts, rp->to) || !stralloc_0(&rcpts)) return -1;
+  if (!stralloc_copys(&rcpts, "T") || !stralloc_cats(&rcpts, rp->to) || !stralloc_0(&rcpts))
+    return -1;
   stralloc_zero(&params);
   if ((m->flags & (MSG_8BIT | MSG_BINARY | MSG_SMTPUTF8)) &&
       (!stralloc_cats(&params, "BODY=8BITMIME") || !stralloc_0(&params)))

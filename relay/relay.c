@@ -229,17 +229,8 @@ static int due_cmp(const void *a, const void *b)
 
 static int relay_isdue(const struct msg *m, const struct qinfo_rcpt *r, unsigned long now)
 {
-  if (r->state != QINFO_PENDING) return 0;
-  if (flush || r->next <= now) return 1;
-  /* The clock went back: a next-try time is never set more than
-   * retry_max ahead, so one further ahead was set by a clock that was
-   * wrong (or is wrong now).  Waiting for it could hold the mail for
-   * as long as the clock jumped (a year); try it now instead, and the
-   * new next-try time counts from this clock.  (After retry_max was
-   * lowered this tries early once, which is harmless.) */
-  if (r->next - now > cfg.retry_max) return 1;
-  /* past the lifetime: one last try now, then the bounce */
-  return now >= m->qi.created + cfg.max_queue_lifetime;
+  if (flush && r->state == QINFO_PENDING) return 1;
+  return qinfo_due(&m->qi, r, now, cfg.retry_max, cfg.max_queue_lifetime);
 }
 
 static int relay_namecmp(const void *a, const void *b)
@@ -311,7 +302,13 @@ static void relay_local(struct msg *m, unsigned long now)
     size_t len = str_len(addr), at = byte_rchr(addr, len, '@');
     if (!relay_isdue(m, rc, now)) continue;
     if (at == len || !config_islocaldomain(&cfg, addr + at + 1, len - at - 1)) continue;
-    if (!stralloc_cats(&rcpts, addr) || !stralloc_0(&rcpts)) relay_nomem();
+    /* with its DSN parameters: an alias may send it on to the queue */
+    if (!stralloc_cats(&rcpts, "T") || !stralloc_cats(&rcpts, addr) || !stralloc_0(&rcpts) ||
+        (rc->notify && (!stralloc_cats(&rcpts, "N") || !stralloc_cats(&rcpts, rc->notify) ||
+                        !stralloc_0(&rcpts))) ||
+        (rc->orcpt && (!stralloc_cats(&rcpts, "O") || !stralloc_cats(&rcpts, rc->orcpt) ||
+                       !stralloc_0(&rcpts))))
+      relay_nomem();
     idx[n++] = i;
   }
   if (!n) return;

@@ -250,8 +250,10 @@ int wire_end(struct wire *w, stralloc *out);
 unsigned long long wire_count(struct wire *w, const char *s, size_t len);
 unsigned long long wire_countend(struct wire *w);
 
-/* spawn.c: runs deliver with envelope sender, recipients (NUL-
- * separated), params (NUL-separated, may be NULL); the message comes
+/* spawn.c: runs deliver with envelope sender, recipient records
+ * (NUL-separated, each with its type byte: T address, then optionally
+ * N notify and O orcpt of that recipient), params (NUL-separated, may
+ * be NULL); the message comes
  * from fd (from offset 0, size bytes) or, with fd -1, from fill(),
  * which writes it with spawn_put.  Returns deliver's exit status, or
  * -1 with why set. */

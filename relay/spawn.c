@@ -48,8 +48,10 @@ static int spawn_envelope(int fd, const char *sender, const stralloc *rcpts,
   if (!envelope_put(&b, 'F', sender, str_len(sender))) return 0;
   for (size_t i = 0; params && i < params->len; i += str_len(params->s + i) + 1)
     if (!envelope_put(&b, 'P', params->s + i, str_len(params->s + i))) return 0;
-  for (size_t i = 0; i < rcpts->len; i += str_len(rcpts->s + i) + 1)
-    if (!envelope_put(&b, 'T', rcpts->s + i, str_len(rcpts->s + i))) return 0;
+  for (size_t i = 0; i < rcpts->len; i += str_len(rcpts->s + i) + 1) {
+    const char *r = rcpts->s + i;
+    if (!envelope_put(&b, r[0], r + 1, str_len(r + 1))) return 0;
+  }
   return buffer_put(&b, "", 1) == 0 && buffer_flush(&b) == 0;
 }
 

@@ -68,6 +68,11 @@ HOSTS = {
     "me.self.test": "127.0.0.1",       # an address of this host
     "mx.helo.test": "127.0.0.13",
     "busy.greet4.test": "127.0.0.15",  # greets with 4xx
+    # IPv6: V6NET is routed to lo as local (AnyIP, see v6_setup()) but is
+    # no interface address, as 127.0.0.2 is not: ::1 would be ourselves
+    "mx.v6.test": "fd00:d0b1::2",              # AAAA only, a peer
+    "mx.dual.test": "127.0.0.16,fd00:d0b1::3", # AAAA refused, A a peer
+    "mx.loop6.test": "::1",                    # AAAA of this host
 }
 MX = [
     ("good.test", "mx.good.test", 10),
@@ -88,7 +93,13 @@ MX = [
     ("helo.test", "mx.helo.test", 10),
     ("greet4.test", "busy.greet4.test", 10),
     ("greet4.test", "mx.good.test", 20),
+    ("v6.test", "mx.v6.test", 10),
+    ("dual.test", "mx.dual.test", 10),
+    ("loop6.test", "mx.loop6.test", 10),
 ]
+V6NET = "fd00:d0b1::/64"
+V6OK = False         # v6_setup() routed V6NET to lo
+BLACKHOLE = "127.0.0.54"   # a "DNS server" that reads queries, never answers
 
 R = T.Results()
 TMP = None           # the running test's directory
@@ -113,6 +124,47 @@ def dns_query(name, qtype=1, server=NS, timeout=1.0):
         return None
     finally:
         s.close()
+
+
+class Blackhole:
+    """A UDP socket on ip:53 that reads every query and answers none:
+    a resolver that times out.  Counts what it got."""
+
+    def __init__(self, ip):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((ip, 53))
+        self.sock.settimeout(0.2)
+        self.queries = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                self.sock.recvfrom(4096)
+                self.queries += 1
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+
+    def stop(self):
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+
+
+def v6_setup():
+    """Routes V6NET to lo as local addresses (AnyIP), only inside a
+    network namespace that has nothing but lo: the peers there bind
+    with IP_FREEBIND, and the relay does not see them as its own."""
+    global V6OK
+    if [n for _, n in socket.if_nameindex()] != ["lo"]:
+        return
+    p = subprocess.run(["ip", "-6", "route", "replace", "local", V6NET, "dev", "lo"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    V6OK = p.returncode == 0
 
 
 def start_dnsmasq(workdir):
@@ -180,6 +232,16 @@ class Peer:
         class C(Controller):
             def factory(self):
                 return RawSMTP(peer, self.handler, **self.SMTP_kwargs)
+
+            def _create_server(self):
+                if ":" not in ip:
+                    return super()._create_server()
+                # an address of V6NET is no interface address: bind freely
+                s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.SOL_IP, 15, 1)    # IP_FREEBIND
+                s.bind((ip, PORT))
+                return self.loop.create_server(self._factory_invoker, sock=s)
 
         self.ctl = C(self, hostname=ip, port=PORT, server_hostname=name,
                      ready_timeout=10, **kw)
@@ -997,11 +1059,157 @@ def t_config_keys():
     return probs
 
 
+def t_ipv6():
+    """IPv6 by DNS: an MX with only an AAAA record gets the mail over
+    IPv6 (the exact message, the log naming the IPv6 address); an MX
+    with AAAA and A is tried over IPv6 first and, refused there, over
+    IPv4; an MX whose AAAA is ::1, an address of this host, is a mail
+    loop (5.4.6) even though a peer listens there."""
+    if not V6OK:
+        return ["needs a network namespace with only lo (unshare -n), to route %s" % V6NET]
+    setup("ipv6")
+    data = message("over ipv6", b"line one\n.dot line\nlast\n")
+    deliver("alice@example.org", ["six@v6.test"], data)
+    deliver("alice@example.org", ["two@dual.test"], message("dual stack"))
+    deliver("alice@example.org", ["me@loop6.test"], message("loop ipv6"))
+    # only while this test runs: elsewhere ::1 refuses (see t_smarthost)
+    loop6 = Peer("::1", "loop6.test")
+    try:
+        rc, err = relay()
+    finally:
+        loop6.stop()
+    probs = []
+    check(rc == 0, "relay exited %d: %s" % (rc, err), probs)
+    if len(V6.messages) != 1:
+        probs.append("v6 peer got %d messages: %s" % (len(V6.messages), err))
+    else:
+        m = V6.messages[0]
+        check(m["from"] == "alice@example.org" and m["rcpts"] == ["six@v6.test"],
+              "v6 envelope %r %r" % (m["from"], m["rcpts"]), probs)
+        check(m["data"] == data.replace(b"\n", b"\r\n"), "v6 data %r" % m["data"], probs)
+        # the connection came over IPv6: from ::1, our source on lo
+        check(m["peer"][0] == "::1", "v6 peer saw the client as %r" % (m["peer"],), probs)
+    check(re.search(r"rcpt=six@v6\.test host=mx\.v6\.test\[fd00:d0b1::2\] .*status=delivered",
+                    err), "no delivered line naming [fd00:d0b1::2]: %s" % err, probs)
+    # dual stack: IPv6 refused first, then IPv4
+    check(len(DUAL.messages) == 1 and DUAL.messages[0]["rcpts"] == ["two@dual.test"],
+          "dual.test's A got %r: %s" % (DUAL.messages, err), probs)
+    i = err.find("event=host-failed domain=dual.test host=mx.dual.test[fd00:d0b1::3]")
+    j = err.find("rcpt=two@dual.test host=mx.dual.test[127.0.0.16]")
+    check(0 <= i < j, "IPv6 not tried (and refused) before IPv4: %s" % err, probs)
+    check(i < 0 or "Connection refused" in err[i:j], "dual.test: not refused: %s" % err[i:j], probs)
+    check(re.search(r"rcpt=two@dual\.test host=mx\.dual\.test\[127\.0\.0\.16\] .*status=delivered",
+                    err), "no delivered line for dual.test", probs)
+    # ::1 is ours: nothing sent there, a bounce with 5.4.6
+    check(not loop6.messages and loop6.sessions == 0 and not any(loop6.wire),
+          "connected to ::1: %r" % loop6.messages, probs)
+    r = bounce_of("me@loop6.test", probs)
+    if r is not None:
+        check(r["Status"] == "5.4.6" and r["Action"] == "failed",
+              "loop6: %s %s" % (r["Status"], r["Action"]), probs)
+    check(T.queue_count(TMP) == 0, "queue not empty: %r" % infos(), probs)
+    return probs
+
+
+def t_dns_timeout():
+    """A nameserver that never answers (a UDP socket that reads and
+    drops): the pass ends once udns gives up (RES_OPTIONS timeout:1
+    attempts:2, about 3 s; udns's default of timeout:4 attempts:3 is
+    about 28 s), the recipient stays pending with 4.4.3, nobody gets a
+    bounce; the next pass, with a nameserver that answers, delivers."""
+    setup("dns_timeout", {"retry_min": "300", "retry_max": "3600"})
+    deliver("alice@example.org", ["late@good.test"], message("dns timeout"))
+    hole = Blackhole(BLACKHOLE)
+    try:
+        t0 = time.time()
+        rc, err = relay(now=NOW, timeout=60,
+                        extra={"NAMESERVERS": BLACKHOLE, "RES_OPTIONS": "timeout:1 attempts:2"})
+        took = time.time() - t0
+    finally:
+        hole.stop()
+    probs = []
+    check(rc == 0, "relay exited %d: %s" % (rc, err), probs)
+    check(hole.queries >= 2, "the silent nameserver got %d queries" % hole.queries, probs)
+    check(took < 15, "relay took %.1f s" % took, probs)
+    st = rcpt_states().get("late@good.test")
+    check(st and st["state"] == "pending" and st["attempts"] == 1 and st["status"] == "4.4.3"
+          and st["next"] == NOW + 300 and "DNS temporary failure" in st["text"],
+          "after the timeout: %r: %s" % (st, err), probs)
+    check("status=deferred" in err and "status=bounced" not in err, "log: %s" % err, probs)
+    check(not GOOD.messages, "delivered without DNS?", probs)
+    check(not mails("alice@example.org"), "the sender got a report", probs)
+    rc, err = relay(now=NOW + 301)
+    check(len(GOOD.messages) == 1 and GOOD.messages[0]["rcpts"] == ["late@good.test"],
+          "the next pass sent %r: %s" % (GOOD.messages, err), probs)
+    check(T.queue_count(TMP) == 0, "queue not empty: %r" % infos(), probs)
+    check(not mails("alice@example.org"), "the sender got a report", probs)
+    return probs
+
+
+def t_clock_jumps():
+    """DOPIS_NOW jumping.  Back a year after a 4xx: nothing is lost or
+    bounced (no negative age), and the next-try time, now a year ahead,
+    does not hold the recipient back: one further than retry_max ahead
+    cannot have been set by this clock, so it is due; the new one is
+    counted from the new clock.  Forward past max_queue_lifetime: one
+    last try, then one RFC 3464 report (4.4.7), exactly once."""
+    year = 365 * DAY
+    setup("clock", {"retry_min": "300", "retry_max": "3600", "max_queue_lifetime": str(5 * DAY)})
+    deliver("alice@example.org", ["c@temp.test"], message("clock jumps"))
+    probs = []
+    rc, err = relay(now=NOW)
+    st = rcpt_states().get("c@temp.test")
+    check(st and st["state"] == "pending" and st["attempts"] == 1 and st["next"] == NOW + 300,
+          "after the first 4xx: %r" % st, probs)
+    TEMP.reset()
+    # the clock goes back a year; the queue tool shows the relay's rule
+    q = subprocess.run([os.path.join(os.path.dirname(RELAY), "queue")], env=env(NOW - year),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(q.returncode == 0 and b"<c@temp.test> pending" in q.stdout and b"next try now" in q.stdout,
+          "queue tool after the jump back: %d %r %r" % (q.returncode, q.stdout, q.stderr), probs)
+    rc, err = relay(now=NOW - year)
+    st = rcpt_states().get("c@temp.test")
+    check(rc == 0, "relay exited %d: %s" % (rc, err), probs)
+    check(TEMP.sessions == 1, "not tried after the jump back (%d sessions): %s"
+          % (TEMP.sessions, err), probs)
+    check(st and st["state"] == "pending" and st["attempts"] == 2 and
+          st["next"] == NOW - year + 600 and st["first"] == NOW,
+          "after the jump back: %r" % st, probs)
+    check("status=bounced" not in err, "bounced after the jump back: %s" % err, probs)
+    check(not mails("alice@example.org"), "a report after the jump back", probs)
+    # in the new clock the backoff holds again: not due 100 s later
+    TEMP.reset()
+    rc, err = relay(now=NOW - year + 100)
+    st = rcpt_states().get("c@temp.test")
+    check(TEMP.sessions == 0 and st and st["attempts"] == 2,
+          "retried before the backoff in the new clock: %r" % st, probs)
+    # forward, past the lifetime (C is deliver's real clock, >= NOW)
+    rc, err = relay(now=NOW + 5 * DAY + 120)
+    check(T.queue_count(TMP) == 0, "queue not empty after expiry: %r" % infos(), probs)
+    check(TEMP.sessions == 1, "no last try before the bounce", probs)
+    check(err.count("status=bounced") == 1, "bounced lines: %s" % err, probs)
+    rc, err = relay(now=NOW + 6 * DAY)
+    r = bounce_of("c@temp.test", probs)    # exactly one report
+    if r is not None:
+        check(r["Action"] == "failed" and r["Status"] == "4.4.7",
+              "expiry report %s %s" % (r["Action"], r["Status"]), probs)
+        check(r["Diagnostic-Code"].startswith("smtp; 450"),
+              "Diagnostic-Code %r" % r["Diagnostic-Code"], probs)
+        check(r["Remote-MTA"] == "dns; mx.temp.test", "Remote-MTA %r" % r["Remote-MTA"], probs)
+    got = mails("alice@example.org")
+    if len(got) == 1:
+        orig = dsn_fields(got[0])[2]
+        check(orig.get_content_type() == "text/rfc822-headers" and
+              "Subject: clock jumps" in orig.get_payload(), "third part %s" % orig, probs)
+    return probs
+
+
 ALL_PEERS = []
 
 
 def main():
     global GOOD, MULTI, TEMP, MIXED, HANG, SMALL, GREET, SINKP, IMPL, DROP, HELO
+    global V6, DUAL
     base = T.fresh_dir(os.path.join(T.WORK, PASS, "interop_relay"))
     if not os.access(RELAY, os.X_OK):
         print("FAIL interop_relay: %s is missing" % RELAY)
@@ -1020,6 +1228,12 @@ def main():
         SMALL = Peer("127.0.0.10", "mx.small.test", smtputf8=False, size=2000)
         GREET = Peer("127.0.0.11", HOST)
         ALL_PEERS.extend([GOOD, MULTI, TEMP, MIXED, HANG, SMALL, GREET])
+        DUAL = Peer("127.0.0.16", "mx.dual.test")
+        ALL_PEERS.append(DUAL)
+        v6_setup()
+        if V6OK:
+            V6 = Peer("fd00:d0b1::2", "mx.v6.test")
+            ALL_PEERS.append(V6)
         SINKP = Sink("127.0.0.12", base)
         IMPL = Sink("127.0.0.7", base)
         DROP = Sink("127.0.0.9", base, ["-q", "."])
@@ -1039,6 +1253,9 @@ def main():
                 T.stop(p)
             else:
                 p.stop()
+        if V6OK:
+            subprocess.run(["ip", "-6", "route", "del", "local", V6NET, "dev", "lo"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return 1 if R.failed else 0
 
 
