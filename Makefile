@@ -34,7 +34,7 @@ QUEUE_OBJ   = $(OBJ)/queue/queue.o $(OBJ)/queue/show.o $(OBJ)/queue/out.o
 # smtpd_tls.o: check loads the certificate and key as smtpd does
 CHECK_OBJ   = $(OBJ)/check/check.o $(OBJ)/smtpd_tls.o
 SENDMAIL_OBJ = $(OBJ)/sendmail/sendmail.o $(OBJ)/sendmail/header.o $(OBJ)/sendmail/addrlist.o \
-               $(OBJ)/sendmail/spool.o $(OBJ)/sendmail/compose.o
+               $(OBJ)/sendmail/spool.o $(OBJ)/sendmail/compose.o $(OBJ)/sendmail/submit.o
 PROGS = $(BIN)/smtpd $(BIN)/deliver $(BIN)/relay $(BIN)/queue $(BIN)/check $(BIN)/sendmail
 
 all: $(PROGS)

@@ -23,6 +23,7 @@
 #include <str.h>
 #include <stralloc.h>
 #include <textcode.h>
+#include <openreadclose.h>
 #include "address.h"
 #include "config.h"
 #include "deliverpipe.h"
@@ -55,6 +56,10 @@ static const char *remoteip;     /* NULL: a local client on a pipe */
 static const char *remotehost;
 static int relayok, relaybase;
 static int submission;           /* DOPIS_MODE submission/submissions: AUTH first */
+static int local;                /* DOPIS_MODE=local: a local user on a Unix socket */
+static unsigned long peeruid;    /* local: the peer's uid (SO_PEERCRED) */
+static stralloc peername;        /* local: its name in /etc/passwd, "" if none */
+static stralloc peeraddr;        /* local: name@hostname, for restricted; "" if none */
 static stralloc authuser;        /* who authenticated, "" if nobody */
 static int authfails;
 static int errors;
@@ -221,8 +226,11 @@ void smtpd_fuzz_reset(void)
   stralloc_free(&firstrcpt);
   stralloc_free(&envid);
   route_list_free(&routes);
+  stralloc_free(&peername);
+  stralloc_free(&peeraddr);
   remoteip = remotehost = NULL;
-  relayok = relaybase = submission = authfails = errors = 0;
+  relayok = relaybase = submission = local = authfails = errors = 0;
+  peeruid = 0;
   esmtp = ret = smtputf8 = binarymime = eightbit = outdead = 0;
   messages = nrcpts = 0;
   state = S_GREET;
@@ -318,15 +326,16 @@ static void rfc5322_date(char *buf, size_t len)
   strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-/* The Received line (RFC 5321 4.4), LF-terminated as stored. */
-static int smtpd_received(stralloc *h)
+/* Who sent it, after "Received: from ": a local user by the uid the
+ * kernel gave (and its name), anyone else by its HELO name and
+ * address. */
+static int received_client(stralloc *h)
 {
-  char date[64];
-  /* RFC 3848 and RFC 6531: S for TLS, A for authenticated */
-  const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
-  const char *sa = smtpd_tls_active() ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
-  rfc5322_date(date, sizeof date);
-  if (!stralloc_copys(h, "Received: from ")) return 0;
+  char num[FMT_ULONG];
+  if (local) {
+    if (!stralloc_cats(h, "local uid ") || !stralloc_catb(h, num, fmt_ulong(num, peeruid))) return 0;
+    return !peername.len || (stralloc_cats(h, " (user ") && stralloc_cat(h, &peername) && stralloc_cats(h, ")"));
+  }
   /* the client's HELO name as far as it could be a domain or address
    * literal; anything else (";", "(", control bytes) would let it
    * forge parts of the Received line, so it is replaced */
@@ -342,6 +351,19 @@ static int smtpd_received(stralloc *h)
     if (remotehost && *remotehost && (!stralloc_cats(h, remotehost) || !stralloc_cats(h, " "))) return 0;
     if (!stralloc_cats(h, "[") || !stralloc_cats(h, remoteip) || !stralloc_cats(h, "])")) return 0;
   }
+  return 1;
+}
+
+/* The Received line (RFC 5321 4.4), LF-terminated as stored. */
+static int smtpd_received(stralloc *h)
+{
+  char date[64];
+  /* RFC 3848 and RFC 6531: S for TLS, A for authenticated */
+  const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
+  const char *sa = smtpd_tls_active() ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
+  rfc5322_date(date, sizeof date);
+  if (!stralloc_copys(h, "Received: from ")) return 0;
+  if (!received_client(h)) return 0;
   if (authuser.len && (!stralloc_cats(h, "\n\t(authenticated as ") || !stralloc_cat(h, &authuser) ||
                        !stralloc_cats(h, ")")))
     return 0;
@@ -376,6 +398,7 @@ static void log_txn(const char *event, const char *status, unsigned long size)
   log_str("id", msgid);
   log_buf("from", sender.s, sender.len);
   if (authuser.len) log_buf("auth", authuser.s, authuser.len);
+  if (local) log_ulong("uid", peeruid);
   if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
   log_ulong("rcpts", nrcpts);
   log_ulong("size", size);
@@ -429,10 +452,12 @@ static void cmd_helo(char *arg, size_t len)
   reply_line("250", 0, NULL, cfg.hostname.s, NULL);
 }
 
-static int smtpd_tlsoffered(void) { return cfg.tls_cert.len && !smtpd_tls_active(); }
+/* Neither TLS nor AUTH for a local user on the Unix socket: the
+ * kernel has said who it is, and nothing crosses a network. */
+static int smtpd_tlsoffered(void) { return !local && cfg.tls_cert.len && !smtpd_tls_active(); }
 /* AUTH only where the password cannot be read on the way: inside TLS,
  * or from a local program on a pipe */
-static int smtpd_authoffered(void) { return !authuser.len && (smtpd_tls_active() || !remoteip); }
+static int smtpd_authoffered(void) { return !local && !authuser.len && (smtpd_tls_active() || !remoteip); }
 
 static void cmd_ehlo(char *arg, size_t len)
 {
@@ -510,6 +535,16 @@ static void cmd_mail(char *arg, size_t len)
   if (submission && !authuser.len) { reply("530", "5.7.0", "Authentication required"); return; }
   if (authuser.len && config_isrestricted(&cfg, authuser.s, authuser.len)) {
     reply("550", "5.7.1", "Sender address rejected");
+    return;
+  }
+  /* a local user is known as name@hostname, as an authenticated one
+   * by its login */
+  if (local && peeraddr.len && config_isrestricted(&cfg, peeraddr.s, peeraddr.len)) {
+    reply("550", "5.7.1", "Sender address rejected");
+    smtpd_log("reject");
+    log_ulong("uid", peeruid);
+    log_str("status", "550");
+    log_end();
     return;
   }
   if (!start) { reply("501", "5.5.4", "Syntax: MAIL FROM:<address>"); return; }
@@ -859,7 +894,7 @@ static void cmd_starttls(char *arg, size_t len)
 {
   stralloc err = {0};
   size_t pending;
-  if (!cfg.tls_cert.len) { reply("502", "5.5.1", "STARTTLS not available"); return; }
+  if (!cfg.tls_cert.len || local) { reply("502", "5.5.1", "STARTTLS not available"); return; }
   if (smtpd_tls_active()) { reply("503", "5.5.1", "TLS already active"); return; }
   if (len) { reply("501", "5.5.4", "Syntax: STARTTLS"); return; }
   if (!smtpd_tls_prepare(cfg.tls_cert.s, cfg.tls_key.s, &err)) {
@@ -956,6 +991,7 @@ static void cmd_auth(char *arg, size_t len)
   size_t irlen = 0;
   int r;
 
+  if (local) { reply("502", "5.5.1", "AUTH not available: the local user is known by its uid"); return; }
   if (authuser.len) { reply("503", "5.5.1", "Already authenticated"); return; }
   if (!esmtp) { reply("503", "5.5.1", "Send EHLO first"); return; }
   if (!smtpd_authoffered()) { reply("538", "5.7.11", "Encryption required for authentication"); return; }
@@ -1181,20 +1217,79 @@ static int smtpd_client(void)
   return 1;
 }
 
+/* The name of uid in /etc/passwd, read directly: smtpd is linked
+ * statically, where getpwuid would load NSS modules.  A name that
+ * could forge parts of the Received line is not used.  Returns 1, 0
+ * when out of memory (a missing name is no error). */
+static int smtpd_peername(unsigned long uid)
+{
+  static stralloc pw;
+  size_t i, next;
+  if (openreadclose("/etc/passwd", &pw, 4096) != 1) return 1;
+  for (i = 0; i < pw.len; i = next) {
+    const char *l = pw.s + i;
+    size_t len = byte_chr(l, pw.len - i, '\n'), c1, c2, c3;
+    unsigned long u;
+    next = i + len + 1;
+    c1 = byte_chr(l, len, ':');
+    if (c1 == 0 || c1 > 32 || c1 >= len) continue;
+    c2 = c1 + 1 + byte_chr(l + c1 + 1, len - c1 - 1, ':');
+    if (c2 >= len) continue;
+    c3 = c2 + 1 + byte_chr(l + c2 + 1, len - c2 - 1, ':');
+    if (c3 == c2 + 1 || scan_ulong(l + c2 + 1, &u) != c3 - c2 - 1 || u != uid) continue;
+    for (size_t k = 0; k < c1; k++) {
+      char ch = l[k];
+      if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            byte_chr("._-", 3, ch) < 3))
+        return 1;
+    }
+    if (!stralloc_copyb(&peername, l, c1)) return 0;
+    return stralloc_copy(&peeraddr, &peername) && stralloc_append(&peeraddr, "@") &&
+           stralloc_cat(&peeraddr, &cfg.hostname);
+  }
+  return 1;
+}
+
+/* DOPIS_MODE=local: fd 0 is a Unix stream socket (systemd's
+ * dopis-submit.socket, Accept=yes) and the kernel says who is at the
+ * other end (SO_PEERCRED: the uid when it connected).  Anything else
+ * -- a pipe, a TCP connection -- is refused: its uid would be made up.
+ * Called before the sandbox, which allows neither getsockopt nor
+ * /etc/passwd.  Returns 1, or 0 with errno set. */
+static int smtpd_local(void)
+{
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  struct ucred uc;
+  socklen_t ul = sizeof uc;
+  if (getsockname(0, (struct sockaddr *)&ss, &sl) == -1) return 0;
+  if (ss.ss_family != AF_UNIX) { errno = EPROTONOSUPPORT; return 0; }
+  if (getsockopt(0, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == -1) return 0;
+  if (ul != sizeof uc || uc.uid == (uid_t)-1) { errno = ENOTCONN; return 0; }
+  peeruid = (unsigned long)uc.uid;
+  if (!smtpd_peername(peeruid)) { errno = ENOMEM; return 0; }
+  remoteip = remotehost = NULL;
+  /* a local user may send anywhere, like an authenticated one */
+  relayok = 1;
+  return 1;
+}
+
 /* From here on smtpd reads hostile input: it gives up everything it
  * does not need.  deliver is started by the broker forked before, so
  * smtpd itself may execute nothing and write nothing; it may read only
- * the passwd file and the TLS certificate and key. */
+ * the passwd file and the TLS certificate and key (in local mode not
+ * even those). */
 static void smtpd_sandbox(void)
 {
   static stralloc passwd, why;
   const char *readable[4];
   int n = 0, r;
   if (SANDBOX_OFF) return;
-  if (!stralloc_copy(&passwd, &cfg.dir) || !stralloc_cats(&passwd, "/passwd") || !stralloc_0(&passwd))
+  /* a local user gets neither AUTH nor TLS: nothing to read at all */
+  if (!local && (!stralloc_copy(&passwd, &cfg.dir) || !stralloc_cats(&passwd, "/passwd") || !stralloc_0(&passwd)))
     smtpd_exit(EX_TEMPFAIL);
-  readable[n++] = passwd.s;
-  if (cfg.tls_cert.len) {
+  if (!local) readable[n++] = passwd.s;
+  if (!local && cfg.tls_cert.len) {
     readable[n++] = cfg.tls_cert.s;
     readable[n++] = cfg.tls_key.s;
     /* the TLS library reads its own configuration once, before */
@@ -1241,25 +1336,28 @@ int main(void)
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
     _exit(EX_CONFIG);
   }
-  if (!smtpd_client()) {
-    smtpd_log("no-peer");
-    log_str("error", strerror(errno));
-    log_end();
-    buffer_putsflush(&out, "421 4.3.0 Cannot identify the client, closing connection\r\n");
-    _exit(0);
-  }
-  relaybase = relayok;
   mode = getenv("DOPIS_MODE");
   if (!mode || !*mode || !str_diff(mode, "smtp")) mode = "smtp";
   else if (!str_diff(mode, "submission")) submission = 1;
   else if (!str_diff(mode, "submissions")) submission = 2;
+  else if (!str_diff(mode, "local")) local = 1;
   else {
     smtpd_log("config-error");
-    log_str("error", "DOPIS_MODE is not smtp, submission or submissions");
+    log_str("error", "DOPIS_MODE is not smtp, submission, submissions or local");
     log_end();
     buffer_putsflush(&out, "421 4.3.0 Configuration error, try again later\r\n");
     _exit(EX_CONFIG);
   }
+  if (local ? !smtpd_local() : !smtpd_client()) {
+    smtpd_log("no-peer");
+    if (local) log_str("mode", mode);
+    log_str("error", strerror(errno));
+    log_end();
+    buffer_putsflush(&out, local ? "421 4.3.0 Local mode needs a Unix socket, closing connection\r\n"
+                                 : "421 4.3.0 Cannot identify the client, closing connection\r\n");
+    _exit(local ? EX_CONFIG : 0);
+  }
+  relaybase = relayok;
   if (!deliverpipe_broker(cfg.deliver.s)) {
     smtpd_log("broker-failed");
     log_str("error", strerror(errno));
@@ -1283,6 +1381,10 @@ int main(void)
   log_str("mode", mode);
   if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
   log_str("ip", remoteip ? remoteip : "local");
+  if (local) {
+    log_ulong("uid", peeruid);
+    if (peername.len) log_buf("user", peername.s, peername.len);
+  }
   log_str("relay", relayok ? "yes" : "no");
   log_end();
   reply_line("220", 0, NULL, cfg.hostname.s, " ESMTP dopis");

@@ -408,6 +408,7 @@ static int config_line_main(struct config *c, struct config_pos *p, char *l, siz
   if (KEY("mailroot")) return config_setpath(c, p, &c->mailroot, v, vlen);
   if (KEY("queue")) return config_setpath(c, p, &c->queue, v, vlen);
   if (KEY("deliver")) return config_setpath(c, p, &c->deliver, v, vlen);
+  if (KEY("submit_socket")) return config_setpath(c, p, &c->submit_socket, v, vlen);
   if (KEY("tls_cert")) return config_setpath(c, p, &c->tls_cert, v, vlen);
   if (KEY("tls_key")) return config_setpath(c, p, &c->tls_key, v, vlen);
   if (KEY("max_message_size")) return config_setnum(p, &c->max_message_size, v, vlen, 1024, 1UL << 40);
@@ -488,6 +489,7 @@ int config_load(struct config *c, stralloc *err)
     /* the deliver program beside this one */
     if (!sibling_path("deliver", &c->deliver)) goto nomem;
   }
+  if (!c->submit_socket.len && !stralloc_copys(&c->submit_socket, CONFIG_SUBMIT_SOCKET)) goto nomem;
   if (!c->tls_cert.len != !c->tls_key.len) {
     struct config_pos p = { err, "dopis.conf", 0 };
     return config_fail(&p, "tls_cert and tls_key go together", NULL, 0);
@@ -502,13 +504,13 @@ int config_load(struct config *c, stralloc *err)
   }
   if (!c->tls_ca_file.len && !stralloc_copys(&c->tls_ca_file, CONFIG_CA_FILE)) goto nomem;
   if (!stralloc_0(&c->hostname) || !stralloc_0(&c->mailroot) || !stralloc_0(&c->queue) ||
-      !stralloc_0(&c->deliver) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost) ||
+      !stralloc_0(&c->deliver) || !stralloc_0(&c->submit_socket) || !stralloc_0(&c->dir) || !stralloc_0(&c->smarthost) ||
       !stralloc_0(&c->tls_cert) || !stralloc_0(&c->tls_key) ||
       !stralloc_0(&c->smarthost_user) || !stralloc_0(&c->smarthost_password_file) ||
       !stralloc_0(&c->tls_ca_file))
     goto nomem;
   /* keep .len the string length; the NUL stays after it for C calls */
-  c->hostname.len--; c->mailroot.len--; c->queue.len--; c->deliver.len--; c->dir.len--;
+  c->hostname.len--; c->mailroot.len--; c->queue.len--; c->deliver.len--; c->submit_socket.len--; c->dir.len--;
   c->smarthost.len--; c->tls_cert.len--; c->tls_key.len--;
   c->smarthost_user.len--; c->smarthost_password_file.len--; c->tls_ca_file.len--;
   if (c->retry_max < c->retry_min) c->retry_max = c->retry_min;
@@ -543,6 +545,7 @@ void config_free(struct config *c)
   stralloc_free(&c->mailroot);
   stralloc_free(&c->queue);
   stralloc_free(&c->deliver);
+  stralloc_free(&c->submit_socket);
   stralloc_free(&c->tls_cert);
   stralloc_free(&c->tls_key);
   stralloc_free(&c->firstdomain);

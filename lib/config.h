@@ -9,6 +9,7 @@
 #include <stralloc.h>
 
 #define CONFIG_DEFAULT_DIR "/etc/dopis"
+#define CONFIG_SUBMIT_SOCKET "/run/dopis/submit"
 
 /* One entry of a list file: key is lower-cased where matching is
  * case-insensitive; value is the rest of the line (users: the Maildir
@@ -43,6 +44,7 @@ struct config {
   stralloc mailroot;        /* absolute */
   stralloc queue;           /* absolute */
   stralloc deliver;         /* absolute path of the delivery program */
+  stralloc submit_socket;   /* absolute; sendmail's way in for users (dopis-sendmail(8)) */
   stralloc tls_cert, tls_key; /* absolute, NUL after .len; "" when unset */
   stralloc firstdomain;     /* first line of localdomains: <Postmaster> */
   unsigned long max_message_size;

@@ -117,6 +117,16 @@ static void sendmail_dropprivs(void)
     sendmail_fail(EX_OSERR, "cannot become the owner of the mailroot", NULL, NULL, 0);
 }
 
+/* Whether we may start deliver ourselves: we own the mailroot (or,
+ * with none, the queue), as root has become its owner by now.  Any
+ * other user goes through smtpd's local socket. */
+static int sendmail_isowner(void)
+{
+  struct stat st;
+  if (stat(cfg.mailroot.s, &st) == -1 && stat(cfg.queue.s, &st) == -1) return 0;
+  return st.st_uid == geteuid();
+}
+
 /* -bs, -bp, -q: another program does the work, as we would have. */
 static void __attribute__((noreturn)) sendmail_exec(const char *name, const char *arg)
 {
@@ -336,6 +346,15 @@ static void sendmail_showlog(int fd)
     if (sendmail_write(2, buf, (size_t)n) != n) return;
 }
 
+/* RFC 6531: an address that is not ASCII needs SMTPUTF8 */
+static int sendmail_utf8(void)
+{
+  int utf8 = 0;
+  for (size_t i = 0; i < sender.len; i++) utf8 |= (unsigned char)sender.s[i] >= 0x80;
+  for (size_t i = 0; i < rcpts.len; i++) utf8 |= (unsigned char)rcpts.s[i] >= 0x80;
+  return utf8;
+}
+
 /* deliver stores the message or says why not; its exit status is
  * ours (sysexits, as ours). */
 static int sendmail_deliver(struct spool *s)
@@ -343,7 +362,7 @@ static int sendmail_deliver(struct spool *s)
   struct deliverpipe dp;
   buffer eb;
   char espace[4096];
-  int logfd = -1, saved = -1, started, err, status, ok, utf8 = 0;
+  int logfd = -1, saved = -1, started, err, status, ok, utf8 = sendmail_utf8();
 
   /* deliver logs a line per recipient; they are shown when it fails
    * (or with -v), so that a cron job's mail does not come back as
@@ -364,9 +383,6 @@ static int sendmail_deliver(struct spool *s)
   }
   if (!started) sendmail_fail(EX_TEMPFAIL, strerror(err), "deliver", cfg.deliver.s, cfg.deliver.len);
 
-  /* RFC 6531: an address that is not ASCII needs SMTPUTF8 */
-  for (size_t i = 0; i < sender.len; i++) utf8 |= (unsigned char)sender.s[i] >= 0x80;
-  for (size_t i = 0; i < rcpts.len; i++) utf8 |= (unsigned char)rcpts.s[i] >= 0x80;
   buffer_init(&eb, sendmail_write, dp.envfd, espace, sizeof espace);
   ok = envelope_put(&eb, 'I', msgid, str_len(msgid)) && envelope_put(&eb, 'F', sender.s, sender.len);
   if (ok && s->eightbit) ok = envelope_put(&eb, 'P', "BODY=8BITMIME", 13);
@@ -383,12 +399,127 @@ static int sendmail_deliver(struct spool *s)
   return status;
 }
 
+/* smtpd refused, or the session broke: the one log line, with its
+ * reply, and the status.  what: the command; addr: the address it
+ * named, or NULL. */
+static void __attribute__((noreturn))
+sendmail_refused(struct submit *sm, int code, const char *what, const char *addr, size_t alen)
+{
+  int status;
+  const char *reason;
+  /* RFC 3463: x.7.x is policy (restricted, relaying), as 77 says here */
+  int policy = sm->textlen >= 8 && byte_equal(sm->text + 4, 4, "5.7.");
+  if (code == 0) { status = EX_TEMPFAIL; reason = "connection to smtpd lost"; }
+  else if (code < 0) { status = EX_PROTOCOL; reason = "unreadable reply from smtpd"; }
+  else if (code >= 400 && code < 500) { status = EX_TEMPFAIL; reason = "temporary failure"; }
+  else if (code < 500) { status = EX_PROTOCOL; reason = "unexpected reply"; }
+  else if (policy) { status = EX_NOPERM; reason = "refused by policy"; }
+  else if (!str_diff(what, "RCPT")) { status = EX_NOUSER; reason = "recipient refused"; }
+  else if (!str_diff(what, "MAIL") || !str_diff(what, "DATA")) { status = EX_DATAERR; reason = "message refused"; }
+  else { status = EX_PROTOCOL; reason = "session refused"; }
+  log_start();
+  log_str("id", msgid);
+  log_str("event", "failed");
+  log_ulong("status", (unsigned long)status);
+  log_ulong("uid", uid);
+  log_str("reason", reason);
+  log_str("during", what);
+  if (addr) log_buf(!str_diff(what, "RCPT") ? "rcpt" : "from", addr, alen);
+  if (code > 0) log_buf("reply", sm->text, sm->textlen);
+  else if (code == 0) log_str("error", strerror(errno));
+  log_str("socket", cfg.submit_socket.s);
+  log_end();
+  exit(status);
+}
+
+/* The command in cmd, and its reply of class want (2: 2xx, 3: 3xx). */
+static void sendmail_command(struct submit *sm, const stralloc *cmd, int want, const char *what,
+                             const char *addr, size_t alen)
+{
+  int code = submit_command(sm, cmd->s, cmd->len);
+  if (code / 100 != want) sendmail_refused(sm, code, what, addr, alen);
+}
+
+/* For a user who does not own the mailroot: the message by SMTP to
+ * smtpd on the local socket, which knows the user by its uid and
+ * starts deliver as the owner.  One transaction, one RCPT a recipient;
+ * the first refusal ends it, so nothing is stored unless everything is
+ * (as with deliver).  Returns 0, or exits with the status. */
+static int sendmail_submit(struct spool *s)
+{
+  static stralloc cmd;
+  struct submit sm;
+  int code;
+  size_t i, next;
+
+  if (!submit_connect(&sm, cfg.submit_socket.s, cfg.timeout_dot))
+    sendmail_fail(EX_TEMPFAIL, strerror(errno), "socket", cfg.submit_socket.s, cfg.submit_socket.len);
+  code = submit_reply(&sm);
+  if (code / 100 != 2) sendmail_refused(&sm, code, "greeting", NULL, 0);
+  if (!stralloc_copys(&cmd, "EHLO ") || !stralloc_cat(&cmd, &cfg.hostname)) sendmail_nomem();
+  sendmail_command(&sm, &cmd, 2, "EHLO", NULL, 0);
+
+  if (!stralloc_copys(&cmd, "MAIL FROM:<") || !stralloc_cat(&cmd, &sender) || !stralloc_append(&cmd, ">") ||
+      (s->eightbit && !stralloc_cats(&cmd, " BODY=8BITMIME")) ||
+      (sendmail_utf8() && !stralloc_cats(&cmd, " SMTPUTF8")))
+    sendmail_nomem();
+  /* -R and -V: P records, "PRET=FULL", "PENVID=xtext" */
+  for (i = 0; i < params.len; i = next) {
+    next = i + str_len(params.s + i) + 1;
+    if (!stralloc_append(&cmd, " ") || !stralloc_cats(&cmd, params.s + i + 1)) sendmail_nomem();
+  }
+  sendmail_command(&sm, &cmd, 2, "MAIL", sender.s, sender.len);
+
+  /* T<addr> records, each maybe followed by N<notify> */
+  for (i = 0; i < rcpts.len; i = next) {
+    const char *a = rcpts.s + i + 1;
+    size_t alen = str_len(a);
+    next = i + alen + 2;
+    if (!stralloc_copys(&cmd, "RCPT TO:<") || !stralloc_catb(&cmd, a, alen) || !stralloc_append(&cmd, ">"))
+      sendmail_nomem();
+    if (next < rcpts.len && rcpts.s[next] == 'N') {
+      if (!stralloc_cats(&cmd, " NOTIFY=") || !stralloc_cats(&cmd, rcpts.s + next + 1)) sendmail_nomem();
+      next += str_len(rcpts.s + next) + 1;
+    }
+    sendmail_command(&sm, &cmd, 2, "RCPT", a, alen);
+  }
+
+  if (!stralloc_copys(&cmd, "DATA")) sendmail_nomem();
+  sendmail_command(&sm, &cmd, 3, "DATA", NULL, 0);
+  code = submit_data(&sm, s->fd);
+  if (code == -2) sendmail_fail(EX_TEMPFAIL, strerror(errno), "spool", "TMPDIR", 6);
+  if (code / 100 != 2) sendmail_refused(&sm, code, "DATA", NULL, 0);
+  if (verbose) {
+    log_start();
+    log_str("id", msgid);
+    log_str("event", "submitted");
+    log_str("socket", cfg.submit_socket.s);
+    log_buf("reply", sm.text, sm.textlen);
+    log_end();
+  }
+  /* the message is stored: what QUIT gets no longer matters */
+  if (stralloc_copys(&cmd, "QUIT")) submit_command(&sm, cmd.s, cmd.len);
+  close(sm.fd);
+  return 0;
+}
+
+/* -bs for a user who does not own the mailroot: the SMTP session goes
+ * to smtpd's local socket as it is. */
+static void __attribute__((noreturn)) sendmail_bs(void)
+{
+  struct submit sm;
+  if (!submit_connect(&sm, cfg.submit_socket.s, 0))
+    sendmail_fail(EX_TEMPFAIL, strerror(errno), "socket", cfg.submit_socket.s, cfg.submit_socket.len);
+  if (!submit_proxy(sm.fd)) sendmail_fail(EX_IOERR, strerror(errno), "socket", cfg.submit_socket.s, cfg.submit_socket.len);
+  exit(0);
+}
+
 int main(int argc, char **argv)
 {
   static stralloc err;
   struct spool s;
   const char *fromarg = NULL, *fullname = NULL;
-  int opt, opt_t = 0, opt_i = 0, mode = 'm', status;
+  int opt, opt_t = 0, opt_i = 0, mode = 'm', status, owner;
 
   sendmail_fds();
   log_init("sendmail");
@@ -449,6 +580,11 @@ int main(int argc, char **argv)
   if (!config_load(&cfg, &err)) sendmail_fail(EX_CONFIG, "configuration error", "error", err.s, err.len);
   sendmail_user();
   sendmail_dropprivs();
+  owner = sendmail_isowner();
+  if (mode == 's' && !owner) {
+    signal(SIGPIPE, SIG_IGN);
+    sendmail_bs();
+  }
   if (mode == 's') {
     /* a local client on a pipe, whatever a web server or tcpserver
      * put into our environment; on a socket smtpd asks the socket */
@@ -466,7 +602,7 @@ int main(int argc, char **argv)
   for (int i = optind; i < argc; i++) sendmail_rcpts(argv[i], str_len(argv[i]), EX_USAGE, "rcpt");
   if (!opt_t && !nrcpts) sendmail_usage("no recipients", 0);
   sendmail_message(&s, opt_t, !opt_i, fullname);
-  status = sendmail_deliver(&s);
+  status = owner ? sendmail_deliver(&s) : sendmail_submit(&s);
   if (status || verbose) {
     log_start();
     log_str("id", msgid);

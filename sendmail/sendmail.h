@@ -1,7 +1,9 @@
 /* The parts of dopis-sendmail(8): the header section (header.c), the
  * RFC 5322 address lists in it (addrlist.c), the spool file the
  * message is written to on its way to deliver (spool.c) and the header
- * lines sendmail adds (compose.c). */
+ * lines sendmail adds (compose.c), and the SMTP client that submits
+ * to smtpd's local socket for users who do not own the mailroot
+ * (submit.c). */
 #ifndef DOPIS_SENDMAIL_H
 #define DOPIS_SENDMAIL_H
 
@@ -106,5 +108,38 @@ void compose_date(char *buf, size_t len);
 int compose_fullnameok(const char *s, size_t len);
 /* "From: phrase <addr>\n" or "From: addr\n" onto out. */
 int compose_from(stralloc *out, const char *fullname, const char *addr, size_t addrlen);
+
+/* ---- submit.c ---- */
+
+#define SUBMIT_LINEMAX 2048   /* a reply line; RFC 5321 allows 512 */
+#define SUBMIT_LINES 100      /* lines of one reply */
+#define SUBMIT_TEXTMAX 512    /* of a reply, kept for the log */
+
+struct submit {
+  int fd;
+  buffer in, out;
+  char inspace[4096], outspace[16384];
+  char text[SUBMIT_TEXTMAX];  /* the last reply, printable: "550 5.1.1 ..." */
+  size_t textlen;
+};
+
+/* Connects to the Unix socket at path; every read and write then
+ * fails after timeout seconds.  Returns 1, or 0 with errno set. */
+int submit_connect(struct submit *s, const char *path, unsigned long timeout);
+/* Reads a reply into s->text.  Returns its code, 0 when the
+ * connection ended or failed (errno), -1 when the reply is malformed
+ * or over the limits. */
+int submit_reply(struct submit *s);
+/* Sends one command line (CRLF added) and reads the reply: as
+ * submit_reply. */
+int submit_command(struct submit *s, const char *line, size_t len);
+/* Sends the spool fd (LF line ends, from its offset) as DATA's
+ * content, CRLF and dot-stuffed, then the final dot, and reads the
+ * reply: as submit_reply, or -2 when the spool cannot be read. */
+int submit_data(struct submit *s, int fd);
+/* -bs: copies fd 0 to sock and sock to fd 1 until smtpd closes its
+ * end (the end of fd 0 is passed on as a half close).  Returns 1, or
+ * 0 on a read or write error (errno). */
+int submit_proxy(int sock);
 
 #endif

@@ -39,7 +39,8 @@ R = T.Results()
 NAMES = ["smtpd", "deliver", "relay", "queue", "check", "sendmail"]
 UNITS = {"dopis-smtpd.socket", "dopis-smtpd@.service", "dopis-submission.socket",
          "dopis-submission@.service", "dopis-submissions.socket",
-         "dopis-submissions@.service", "dopis-relay.service", "dopis-relay.timer",
+         "dopis-submissions@.service", "dopis-submit.socket", "dopis-submit@.service",
+         "dopis-relay.service", "dopis-relay.timer",
          "dopis-relay.path"}
 
 

@@ -41,13 +41,16 @@ BASE = os.path.join(T.WORK, PASS, "interop_systemd")
 R = T.Results()
 
 SERVICES = ["dopis-smtpd@.service", "dopis-submission@.service",
-            "dopis-submissions@.service", "dopis-relay.service"]
+            "dopis-submissions@.service", "dopis-submit@.service", "dopis-relay.service"]
 SOCKETS = {"dopis-smtpd.socket": "25", "dopis-submission.socket": "587",
-           "dopis-submissions.socket": "465"}
+           "dopis-submissions.socket": "465", "dopis-submit.socket": "/run/dopis/submit"}
+MODES = {"dopis-smtpd@.service": "smtp", "dopis-submission@.service": "submission",
+         "dopis-submissions@.service": "submissions", "dopis-submit@.service": "local"}
 OTHERS = ["dopis-relay.timer", "dopis-relay.path"]
 # the highest exposure score each service may have (it has less)
 MAX_EXPOSURE = {"dopis-smtpd@.service": 0.5, "dopis-submission@.service": 0.5,
-                "dopis-submissions@.service": 0.5, "dopis-relay.service": 1.5}
+                "dopis-submissions@.service": 0.5, "dopis-submit@.service": 0.5,
+                "dopis-relay.service": 1.5}
 
 # every service has these, exactly
 COMMON = {
@@ -148,6 +151,10 @@ def test_services():
     for n in SERVICES:
         u = parse_unit(os.path.join(UNITDIR, n)).get("Service", {})
         for k, v in COMMON.items():
+            # the local socket's smtpd must see the users' real uids
+            # (SO_PEERCRED): no user namespace of its own
+            if n == "dopis-submit@.service" and k == "PrivateUsers":
+                v = "no"
             if u.get(k) != [v]:
                 probs.append("%s: %s=%r, expected %r" % (n, k, u.get(k), v))
         if u.get("SystemCallFilter", [""])[0] != "@system-service":
@@ -162,8 +169,7 @@ def test_services():
             if not e.startswith("/usr/local/sbin/dopis-"):
                 probs.append("%s: runs %r" % (n, e))
         if n.endswith("@.service"):
-            mode = {"dopis-smtpd@.service": "smtp", "dopis-submission@.service": "submission",
-                    "dopis-submissions@.service": "submissions"}[n]
+            mode = MODES[n]
             if "DOPIS_MODE=%s" % mode not in env.split():
                 probs.append("%s: no DOPIS_MODE=%s in %r" % (n, mode, env))
             if u.get("StandardInput") != ["socket"] or u.get("StandardOutput") != ["socket"]:
@@ -189,6 +195,8 @@ def test_sockets():
         s = u.get("Socket", {})
         if s.get("ListenStream") != [port] or s.get("Accept") != ["yes"]:
             probs.append("%s: ListenStream=%r Accept=%r" % (n, s.get("ListenStream"), s.get("Accept")))
+        if port.startswith("/") and s.get("SocketMode") != ["0666"]:
+            probs.append("%s: SocketMode=%r: every user must reach it" % (n, s.get("SocketMode")))
         for k, least in (("MaxConnections", 10), ("MaxConnectionsPerSource", 1), ("Backlog", 512)):
             v = s.get(k, ["0"])[0]
             if not v.isdigit() or int(v) < least:

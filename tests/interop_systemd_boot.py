@@ -21,6 +21,11 @@ done) checks the sandboxed services with smtplib:
   dopis-check, then relay), which sends it to the smarthost, an
   aiosmtpd sink on 127.0.0.1:2526;
 - port 465 (DOPIS_MODE=submissions): implicit TLS and AUTH;
+- dopis-sendmail run by the user daemon (uid 1), who cannot write the
+  mailroot: through /run/dopis/submit (dopis-submit.socket, smtpd in
+  DOPIS_MODE=local) the message reaches alice, and smtpd's Received
+  line names uid 1 and its user (no user namespace turned it into
+  nobody);
 - no dopis unit failed, none was killed by the system call filter
   (SIGSYS), and the dopis units are the sandboxed ones.
 
@@ -44,7 +49,7 @@ BIN = os.path.relpath(os.path.dirname(SMTPD), T.TOP)
 BASE = os.path.join(T.WORK, PASS, "interop_systemd_boot")
 PW = "boot-test secret"
 UNITS = ["dopis-smtpd.socket", "dopis-submission.socket", "dopis-submissions.socket",
-         "dopis-relay.timer", "dopis-relay.path"]
+         "dopis-submit.socket", "dopis-relay.timer", "dopis-relay.path"]
 
 
 # ------------------------------------------------------------ outside
@@ -287,6 +292,25 @@ def inside():
         files = wait_files(maildir("alice@example.org"), 3)
         return [] if len(files) == 3 else ["alice has %d messages, expected 3" % len(files)]
 
+    def test_sendmail_user():
+        probs = []
+        p = subprocess.run(["setpriv", "--reuid=1", "--regid=1", "--clear-groups",
+                            "/usr/local/sbin/dopis-sendmail", "alice@example.org"],
+                           input=b"Subject: sendmail of a user\n\nfrom daemon\n", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "TMPDIR": "/tmp"}, timeout=60)
+        if p.returncode != 0:
+            return ["dopis-sendmail as uid 1: exit %d, stderr %r" % (p.returncode, p.stderr)]
+        files = wait_files(maildir("alice@example.org"), 4)
+        mine = [f for f in files if b"Subject: sendmail of a user\n" in open(f, "rb").read()]
+        if len(mine) != 1:
+            return ["alice has %d messages of daemon's, expected 1" % len(mine)]
+        data = open(mine[0], "rb").read()
+        if b"\nReceived: from local uid 1 (user daemon)\n\tby " not in data:
+            probs.append("smtpd's Received line does not name uid 1: %r" % data[:500])
+        if os.stat(mine[0]).st_uid != dopis_uid():
+            probs.append("%s is not the dopis user's" % mine[0])
+        return probs
+
     def test_units():
         probs = []
         p = subprocess.run(["systemctl", "list-units", "--all", "--no-legend", "--plain", "dopis*"],
@@ -320,6 +344,7 @@ def inside():
         run("port-25", test_port25)
         run("submission-and-relay-path", test_submission_and_relay_path)
         run("submissions", test_submissions)
+        run("sendmail-user", test_sendmail_user)
         run("units", test_units)
         out("ok boot-done")
     finally:
