@@ -6,13 +6,14 @@ CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CPPFLAGS += -D_GNU_SOURCE -Ilib
 LDLIBS   = -l:libowfat.a
-# smtpd and deliver start once per connection and once per message:
-# linked statically they skip the dynamic loader's relocation of libtls
-# and OpenSSL (bench/RESULTS.md: smtpd starts in 0.93 ms instead of 2.34).
-# The sanitizer, fuzzing and clang builds link dynamically (STATIC=).  ld warns
-# that getaddrinfo, gethostbyname and dlopen want glibc's shared NSS and
-# loader at run time: OpenSSL and libtls's client side name them, smtpd
-# never calls them, hence --no-warnings.
+# smtpd and deliver start once per connection and once per message, and
+# dopis-tlsd once per TLS session: linked statically they skip the
+# dynamic loader (bench/RESULTS.md).  smtpd links no TLS library at all:
+# dopis-tlsd does its TLS.  The sanitizer, fuzzing and clang builds link
+# dynamically (STATIC=).  ld warns that getaddrinfo, gethostbyname and
+# dlopen want glibc's shared NSS and loader at run time: OpenSSL and
+# libtls's client side name them, dopis-tlsd never calls them, hence
+# --no-warnings.
 STATIC  ?= -static -Wl,--no-warnings
 TLSLIBS  = -ltls -lssl -lcrypto -lpthread
 OBJ     ?= obj
@@ -24,8 +25,9 @@ LIBSRC  = lib/config.c lib/address.c lib/route.c lib/envelope.c lib/log.c \
 LIBOBJ  = $(LIBSRC:%.c=$(OBJ)/%.o)
 # an archive, so that each program links only the parts it uses
 LIBA    = $(OBJ)/libdopis.a
-SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o $(OBJ)/smtpd_tls.o
+SMTPD_OBJ   = $(OBJ)/smtpd.o $(OBJ)/smtpd_data.o
 DELIVER_OBJ = $(OBJ)/deliver/deliver.o $(OBJ)/deliver/maildir.o
+TLSD_OBJ    = $(OBJ)/tlsd/tlsd.o $(OBJ)/smtpd_tls.o
 RELAY_OBJ   = $(OBJ)/relay/relay.o $(OBJ)/relay/state.o $(OBJ)/relay/mx.o \
               $(OBJ)/relay/client.o $(OBJ)/relay/wire.o $(OBJ)/relay/spawn.o \
               $(OBJ)/relay/bounce.o $(OBJ)/relay/reply.o $(OBJ)/relay/tls.o \
@@ -35,7 +37,7 @@ QUEUE_OBJ   = $(OBJ)/queue/queue.o $(OBJ)/queue/show.o $(OBJ)/queue/out.o
 CHECK_OBJ   = $(OBJ)/check/check.o $(OBJ)/smtpd_tls.o
 SENDMAIL_OBJ = $(OBJ)/sendmail/sendmail.o $(OBJ)/sendmail/header.o $(OBJ)/sendmail/addrlist.o \
                $(OBJ)/sendmail/spool.o $(OBJ)/sendmail/compose.o $(OBJ)/sendmail/submit.o
-PROGS = $(BIN)/smtpd $(BIN)/deliver $(BIN)/relay $(BIN)/queue $(BIN)/check $(BIN)/sendmail
+PROGS = $(BIN)/smtpd $(BIN)/deliver $(BIN)/tlsd $(BIN)/relay $(BIN)/queue $(BIN)/check $(BIN)/sendmail
 
 all: $(PROGS)
 
@@ -49,11 +51,16 @@ $(LIBA): $(LIBOBJ)
 
 $(BIN)/smtpd: $(SMTPD_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(STATIC) -o $@ $^ $(LDLIBS) $(TLSLIBS) -lcrypt
+	$(CC) $(CFLAGS) $(LDFLAGS) $(STATIC) -o $@ $^ $(LDLIBS) -lcrypt
 
 $(BIN)/deliver: $(DELIVER_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(STATIC) -o $@ $^ $(LDLIBS)
+
+# the TLS side of a session: started only for STARTTLS and port 465
+$(BIN)/tlsd: $(TLSD_OBJ) $(LIBA)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(STATIC) -o $@ $^ $(LDLIBS) $(TLSLIBS)
 
 $(BIN)/relay: $(RELAY_OBJ) $(LIBA)
 	@mkdir -p $(BIN)
@@ -126,7 +133,7 @@ $(OBJ)/fuzz_%: $(OBJ)/fuzz/fuzz_%.o $(OBJ)/fuzz/common.o $(OBJ)/fuzz/owfat.o $(L
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LDLIBS) -ltls -lcrypt
 $(FUZZ:%=$(OBJ)/fuzz/fuzz_%.o) $(OBJ)/fuzz/common.o: fuzz/fuzz.h
 $(OBJ)/fuzz/owfat.o: fuzz/owfat.c
-$(OBJ)/fuzz_smtpd: $(OBJ)/fuzz/smtpd-fuzz.o $(OBJ)/smtpd_data.o $(OBJ)/smtpd_tls.o
+$(OBJ)/fuzz_smtpd: $(OBJ)/fuzz/smtpd-fuzz.o $(OBJ)/smtpd_data.o
 $(OBJ)/fuzz_reply: $(OBJ)/relay/reply.o
 # smtpd.c with its DOPIS_FUZZ block: sessions in one process
 $(OBJ)/fuzz/smtpd-fuzz.o: smtpd.c $(wildcard lib/*.h) smtpd.h smtpd_tls.h
@@ -150,7 +157,7 @@ SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR  ?= $(PREFIX)/lib/tmpfiles.d
 CONFDIR  = /etc/dopis
 # build name:installed name; a program not (yet) in PROGS is skipped
-INSTALL_NAMES = smtpd:dopis-smtpd deliver:dopis-deliver relay:dopis-relay \
+INSTALL_NAMES = smtpd:dopis-smtpd deliver:dopis-deliver tlsd:dopis-tlsd relay:dopis-relay \
                 queue:dopis-queue check:dopis-check sendmail:dopis-sendmail
 INSTALL_PAIRS = $(foreach p,$(INSTALL_NAMES),$(if $(filter $(BIN)/$(firstword $(subst :, ,$(p))),$(PROGS)),$(p)))
 # link:target, made when the target is installed (not with NO_SENDMAIL_LINK=1)

@@ -33,8 +33,8 @@
 #include "route.h"
 #include "sandbox.h"
 #include "passwd.h"
+#include "sibling.h"
 #include "smtpd.h"
-#include "smtpd_tls.h"
 #include "xtext.h"
 
 
@@ -58,6 +58,10 @@ static int relayok, relaybase;
 static int submission;           /* DOPIS_MODE submission/submissions: AUTH first */
 static int local;                /* DOPIS_MODE=local: a local user on a Unix socket */
 static unsigned long peeruid;    /* local: the peer's uid (SO_PEERCRED) */
+/* TLS runs in dopis-tlsd (tlsd/tlsd.c): once it has made the handshake,
+ * fds 0 and 1 are a plaintext socket to it, and these say what it made */
+static int tlson;
+static char tlsversion[32], tlscipher[96];
 static stralloc peername;        /* local: its name in /etc/passwd, "" if none */
 static stralloc peeraddr;        /* local: name@hostname, for restricted; "" if none */
 static stralloc authuser;        /* who authenticated, "" if nobody */
@@ -181,11 +185,6 @@ static ssize_t smtpd_read(int fd, char *buf, size_t len)
 {
   ssize_t r;
   if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
-  if (smtpd_tls_active()) {
-    r = smtpd_tls_read(buf, len, smtpd_timeoutms());
-    if (r == -1 && errno == ETIMEDOUT) smtpd_timeout();
-    return r;
-  }
   if (!smtpd_wait(fd, POLLIN)) smtpd_timeout();
   do r = read(fd, buf, len); while (r == -1 && errno == EINTR);
   return r;
@@ -197,8 +196,7 @@ static ssize_t smtpd_write(int fd, const char *buf, size_t len)
 {
   ssize_t r;
   if (outdead) { errno = EPIPE; return -1; }
-  if (smtpd_tls_active()) r = smtpd_tls_write(buf, len, smtpd_timeoutms());
-  else if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; r = -1; }
+  if (!smtpd_wait(fd, POLLOUT)) { errno = ETIMEDOUT; r = -1; }
   else do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
   if (r == -1) outdead = 1;
   return r;
@@ -294,8 +292,13 @@ static void smtpd_exit(int code)
 {
   deliver_abort();
   buffer_flush(&out);
-  /* a short wait: the client may already be gone */
-  if (!outdead) smtpd_tls_close(smtpd_timeoutms() < 5000 ? smtpd_timeoutms() : 5000);
+  if (tlson) {
+    /* dopis-tlsd sees the end, says close_notify and exits; the
+     * connection lives until it has */
+    close(0);
+    close(1);
+    deliverpipe_tlswait();
+  }
   smtpd_log("disconnect");
   log_ulong("messages", messages);
   log_ulong("errors", (unsigned long)errors);
@@ -360,15 +363,15 @@ static int smtpd_received(stralloc *h)
   char date[64];
   /* RFC 3848 and RFC 6531: S for TLS, A for authenticated */
   const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
-  const char *sa = smtpd_tls_active() ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
+  const char *sa = tlson ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
   rfc5322_date(date, sizeof date);
   if (!stralloc_copys(h, "Received: from ")) return 0;
   if (!received_client(h)) return 0;
   if (authuser.len && (!stralloc_cats(h, "\n\t(authenticated as ") || !stralloc_cat(h, &authuser) ||
                        !stralloc_cats(h, ")")))
     return 0;
-  if (smtpd_tls_active() && (!stralloc_cats(h, "\n\t(using ") || !stralloc_cats(h, smtpd_tls_version()) ||
-                             !stralloc_cats(h, " with cipher ") || !stralloc_cats(h, smtpd_tls_cipher()) ||
+  if (tlson && (!stralloc_cats(h, "\n\t(using ") || !stralloc_cats(h, tlsversion) ||
+                             !stralloc_cats(h, " with cipher ") || !stralloc_cats(h, tlscipher) ||
                              !stralloc_cats(h, ")")))
     return 0;
   if (!stralloc_cats(h, "\n\tby ") || !stralloc_cat(h, &cfg.hostname) || !stralloc_cats(h, " (dopis) with ") ||
@@ -399,7 +402,7 @@ static void log_txn(const char *event, const char *status, unsigned long size)
   log_buf("from", sender.s, sender.len);
   if (authuser.len) log_buf("auth", authuser.s, authuser.len);
   if (local) log_ulong("uid", peeruid);
-  if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
+  if (tlson) log_str("tls", tlsversion);
   log_ulong("rcpts", nrcpts);
   log_ulong("size", size);
   log_str("status", status);
@@ -454,10 +457,10 @@ static void cmd_helo(char *arg, size_t len)
 
 /* Neither TLS nor AUTH for a local user on the Unix socket: the
  * kernel has said who it is, and nothing crosses a network. */
-static int smtpd_tlsoffered(void) { return !local && cfg.tls_cert.len && !smtpd_tls_active(); }
+static int smtpd_tlsoffered(void) { return !local && cfg.tls_cert.len && !tlson; }
 /* AUTH only where the password cannot be read on the way: inside TLS,
  * or from a local program on a pipe */
-static int smtpd_authoffered(void) { return !local && !authuser.len && (smtpd_tls_active() || !remoteip); }
+static int smtpd_authoffered(void) { return !local && !authuser.len && (tlson || !remoteip); }
 
 static void cmd_ehlo(char *arg, size_t len)
 {
@@ -890,38 +893,108 @@ static void cmd_vrfy(char *arg, size_t len)
   reply("252", "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
+/* One line from dopis-tlsd on fd, read a byte at a time so that
+ * nothing after it is taken: "R", "T<version> <cipher>" or
+ * "F<reason>".  Returns its length (without LF), or -1. */
+static int tls_line(int fd, char *line, size_t size)
+{
+  size_t n = 0;
+  for (;;) {
+    ssize_t r;
+    char c;
+    if (!smtpd_wait(fd, POLLIN)) return -1;
+    do r = read(fd, &c, 1); while (r == -1 && errno == EINTR);
+    if (r != 1) return -1;
+    if (c == '\n') break;
+    if (n + 1 < size) line[n++] = c;
+  }
+  line[n] = 0;
+  return (int)n;
+}
+
+static void tls_why(const char *line, int n)
+{
+  smtpd_log("tls-failed");
+  log_str("error", n > 1 && line[0] == 'F' ? line + 1 : n < 0 ? "dopis-tlsd ended" : "dopis-tlsd said nonsense");
+  log_end();
+}
+
+/* Starts dopis-tlsd on the client's connection and waits until it has
+ * its certificate and key.  Returns the plaintext socket to it, or -1
+ * (logged): the client still talks to us in plaintext then. */
+static int tls_begin(void)
+{
+  char line[400];
+  int n, plain = deliverpipe_tls();
+  if (plain == -1) {
+    smtpd_log("tls-failed");
+    log_str("error", strerror(errno));
+    log_end();
+    return -1;
+  }
+  n = tls_line(plain, line, sizeof line);
+  if (n != 1 || line[0] != 'R') {
+    tls_why(line, n);
+    close(plain);
+    deliverpipe_tlswait();
+    return -1;
+  }
+  return plain;
+}
+
+/* The client's connection becomes dopis-tlsd's: fds 0 and 1 the
+ * plaintext socket.  Returns 1 once the handshake is made, or 0
+ * (logged): the session is over then, no reply can reach the client. */
+static int tls_finish(int plain)
+{
+  char line[400];
+  int n;
+  size_t v;
+  if (dup2(plain, 0) == -1 || dup2(plain, 1) == -1) {
+    smtpd_log("tls-failed");
+    log_str("error", strerror(errno));
+    log_end();
+    return 0;
+  }
+  close(plain);
+  tlson = 1;      /* from now on the connection is dopis-tlsd's to end */
+  n = tls_line(0, line, sizeof line);
+  if (n < 2 || line[0] != 'T') {
+    tls_why(line, n);
+    return 0;
+  }
+  v = str_chr(line + 1, ' ');
+  if (!line[1 + v] || v >= sizeof tlsversion || str_len(line + 2 + v) >= sizeof tlscipher) {
+    tls_why("Fdopis-tlsd said nonsense", 25);
+    return 0;
+  }
+  byte_copy(tlsversion, v, line + 1);
+  tlsversion[v] = 0;
+  byte_copy(tlscipher, str_len(line + 2 + v) + 1, line + 2 + v);
+  return 1;
+}
+
 static void cmd_starttls(char *arg, size_t len)
 {
-  stralloc err = {0};
   size_t pending;
+  int plain;
   if (!cfg.tls_cert.len || local) { reply("502", "5.5.1", "STARTTLS not available"); return; }
-  if (smtpd_tls_active()) { reply("503", "5.5.1", "TLS already active"); return; }
+  if (tlson) { reply("503", "5.5.1", "TLS already active"); return; }
   if (len) { reply("501", "5.5.4", "Syntax: STARTTLS"); return; }
-  if (!smtpd_tls_prepare(cfg.tls_cert.s, cfg.tls_key.s, &err)) {
-    if (!stralloc_0(&err)) err.s = "out of memory";
-    smtpd_log("tls-failed");
-    log_str("error", err.s);
-    log_end();
-    stralloc_free(&err);
+  if ((plain = tls_begin()) == -1) {
     reply("454", "4.7.0", "TLS not available due to temporary reason");
     return;
   }
   reply("220", "2.0.0", "Ready to start TLS");
-  if (buffer_flush(&out) == -1) smtpd_exit(EX_IOERR);
+  if (buffer_flush(&out) == -1) { close(plain); smtpd_exit(EX_IOERR); }
   /* Whatever the client sent after STARTTLS in plaintext is dropped:
    * it must never run inside the TLS session (CVE-2011-0411). */
   pending = in.n - in.p;
   in.p = in.n = 0;
-  if (!smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
-    if (!stralloc_0(&err)) err.s = "out of memory";
-    smtpd_log("tls-failed");
-    log_str("error", err.s);
-    log_end();
-    smtpd_exit(0);  /* the client speaks TLS now: no reply can reach it */
-  }
+  if (!tls_finish(plain)) smtpd_exit(0);
   smtpd_log("starttls");
-  log_str("version", smtpd_tls_version());
-  log_str("cipher", smtpd_tls_cipher());
+  log_str("version", tlsversion);
+  log_str("cipher", tlscipher);
   if (pending) log_ulong("discarded", pending);
   log_end();
   /* RFC 3207 4.2: forget everything learnt before TLS */
@@ -1275,26 +1348,20 @@ static int smtpd_local(void)
 }
 
 /* From here on smtpd reads hostile input: it gives up everything it
- * does not need.  deliver is started by the broker forked before, so
- * smtpd itself may execute nothing and write nothing; it may read only
- * the passwd file and the TLS certificate and key (in local mode not
- * even those). */
+ * does not need.  deliver and dopis-tlsd are started by the broker
+ * forked before, so smtpd itself may execute nothing and write nothing;
+ * it may read only the passwd file (in local mode not even that).  The
+ * TLS key never enters this process: dopis-tlsd loads it. */
 static void smtpd_sandbox(void)
 {
   static stralloc passwd, why;
-  const char *readable[4];
+  const char *readable[2];
   int n = 0, r;
   if (SANDBOX_OFF) return;
   /* a local user gets neither AUTH nor TLS: nothing to read at all */
   if (!local && (!stralloc_copy(&passwd, &cfg.dir) || !stralloc_cats(&passwd, "/passwd") || !stralloc_0(&passwd)))
     smtpd_exit(EX_TEMPFAIL);
   if (!local) readable[n++] = passwd.s;
-  if (!local && cfg.tls_cert.len) {
-    readable[n++] = cfg.tls_cert.s;
-    readable[n++] = cfg.tls_key.s;
-    /* the TLS library reads its own configuration once, before */
-    smtpd_tls_init();
-  }
   readable[n] = NULL;
   r = sandbox_files(readable, NULL, &why);
   if (r != -1) {
@@ -1358,6 +1425,14 @@ int main(void)
     _exit(local ? EX_CONFIG : 0);
   }
   relaybase = relayok;
+  if (cfg.tls_cert.len && !local) {
+    static stralloc tlsd;
+    if (!sibling_path("tlsd", &tlsd)) {
+      buffer_putsflush(&out, "421 4.3.0 Temporary failure, try again later\r\n");
+      _exit(EX_TEMPFAIL);
+    }
+    deliverpipe_tlsprogram(tlsd.s);
+  }
   if (!deliverpipe_broker(cfg.deliver.s)) {
     smtpd_log("broker-failed");
     log_str("error", strerror(errno));
@@ -1368,18 +1443,19 @@ int main(void)
   smtpd_sandbox();
   if (submission == 2) {
     /* implicit TLS (RFC 8314): the handshake comes before the greeting */
-    if (!cfg.tls_cert.len) stralloc_copys(&err, "DOPIS_MODE=submissions needs tls_cert and tls_key");
-    if (!cfg.tls_cert.len || !smtpd_tls_start(cfg.tls_cert.s, cfg.tls_key.s, smtpd_timeoutms(), &err)) {
-      if (!stralloc_0(&err)) err.s = "out of memory";
+    int plain;
+    if (!cfg.tls_cert.len) {
       smtpd_log("tls-failed");
-      log_str("error", err.s);
+      log_str("error", "DOPIS_MODE=submissions needs tls_cert and tls_key");
       log_end();
-      _exit(cfg.tls_cert.len ? 0 : EX_CONFIG);
+      _exit(EX_CONFIG);
     }
+    if ((plain = tls_begin()) == -1) smtpd_exit(EX_TEMPFAIL);
+    if (!tls_finish(plain)) smtpd_exit(0);
   }
   smtpd_log("connect");
   log_str("mode", mode);
-  if (smtpd_tls_active()) log_str("tls", smtpd_tls_version());
+  if (tlson) log_str("tls", tlsversion);
   log_str("ip", remoteip ? remoteip : "local");
   if (local) {
     log_ulong("uid", peeruid);

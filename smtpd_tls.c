@@ -8,6 +8,7 @@
 static struct tls *conn;
 
 int smtpd_tls_active(void) { return conn != NULL; }
+struct tls *smtpd_tls_conn(void) { return conn; }
 
 /* libtls on non-blocking fds says what it waits for; we wait for it
  * with the session's timeout.  (On blocking fds a read could hang on

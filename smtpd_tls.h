@@ -19,6 +19,9 @@ int smtpd_tls_prepare(const char *cert, const char *key, stralloc *err);
  * err set. */
 int smtpd_tls_start(const char *cert, const char *key, int timeout_ms, stralloc *err);
 int smtpd_tls_active(void);
+/* the session, for dopis-tlsd's own loop; NULL before the handshake */
+struct tls;
+struct tls *smtpd_tls_conn(void);
 /* Like read(2)/write(2); -1 with errno ETIMEDOUT after timeout_ms of
  * no progress. */
 ssize_t smtpd_tls_read(char *buf, size_t len, int timeout_ms);

@@ -137,6 +137,17 @@ void deliverpipe_abort(struct deliverpipe *d)
   d->msgfd = d->envfd = -1;
 }
 
+/* no dopis-tlsd here: STARTTLS is answered 454 */
+int deliverpipe_tls(void)
+{
+  errno = EPROTO;
+  return -1;
+}
+
+int deliverpipe_tlswait(void) { return -1; }
+
+void deliverpipe_tlsprogram(const char *path) { (void)path; }
+
 static int fuzz_printable(const char *s, size_t len)
 {
   for (size_t i = 0; i < len; i++)

@@ -62,8 +62,12 @@ static int deliverpipe_reap(pid_t pid)
 }
 
 /* ---- the broker: one small loop, run in the child forked before the
- * sandbox.  Requests are one byte; it answers "O" with the two pipe
- * ends, or "E" and an errno, and later "X" and deliver's status. ---- */
+ * sandbox.  Requests are a tag byte and an int: "S" starts deliver, and
+ * the broker answers "O" with the two pipe ends, or "E" and an errno,
+ * and later "X" and deliver's status; "T" comes with the client's two
+ * fds and starts dopis-tlsd on them, answered by "O" with smtpd's end
+ * of the plaintext socket, or "E"; "W" waits for dopis-tlsd to exit,
+ * answered by "X". ---- */
 
 static int deliverpipe_sendfds(int sock, char tag, const int *fds, int nfds, int value)
 {
@@ -114,28 +118,86 @@ static int deliverpipe_recv(int sock, char *tag, int *value, int *fds)
   memcpy(value, buf + 1, sizeof *value);
   fds[0] = fds[1] = -1;
   for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(2 * sizeof(int)))
-      memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      if (c->cmsg_len == CMSG_LEN(2 * sizeof(int))) memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+      else if (c->cmsg_len == CMSG_LEN(sizeof(int))) memcpy(fds, CMSG_DATA(c), sizeof(int));
+    }
   return 1;
 }
 
-static void deliverpipe_serve(int sock, const char *path) __attribute__((noreturn));
-static void deliverpipe_serve(int sock, const char *path)
+static pid_t tlspid = -1;
+
+/* dopis-tlsd on the client's fds (0, 1) with one end of a stream
+ * socket as its fd 3; returns the other end, or -1. */
+static int deliverpipe_spawntls(const char *path, const int *net)
+{
+  posix_spawn_file_actions_t fa;
+  char *argv[] = { (char *)path, NULL };
+  int sp[2], r;
+
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) return -1;
+  r = posix_spawn_file_actions_init(&fa);
+  if (r == 0) {
+    r = posix_spawn_file_actions_adddup2(&fa, net[0], 0);
+    if (r == 0) r = posix_spawn_file_actions_adddup2(&fa, net[1], 1);
+    if (r == 0) r = posix_spawn_file_actions_adddup2(&fa, sp[1], 3);
+    if (r == 0) r = posix_spawn(&tlspid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  close(sp[1]);
+  if (r != 0) {
+    close(sp[0]);
+    tlspid = -1;
+    errno = r;
+    return -1;
+  }
+  return sp[0];
+}
+
+static void deliverpipe_serve(int sock, const char *path, const char *tlspath) __attribute__((noreturn));
+static void deliverpipe_serve(int sock, const char *path, const char *tlspath)
 {
   for (;;) {
     struct deliverpipe d;
     char req;
+    int value, fds[2];
     ssize_t r;
-    do r = read(sock, &req, 1); while (r == -1 && errno == EINTR);
-    if (r != 1 || req != 'S') _exit(0);   /* the session is over */
+    if (!deliverpipe_recv(sock, &req, &value, fds)) {
+      /* the session is over; dopis-tlsd ends when its socket does */
+      if (tlspid != -1) deliverpipe_reap(tlspid);
+      _exit(0);
+    }
+    if (req == 'T') {
+      int plain = -1;
+      if (tlspid != -1 || !tlspath || fds[0] == -1 || fds[1] == -1) errno = EPROTO;
+      else plain = deliverpipe_spawntls(tlspath, fds);
+      if (fds[0] != -1) close(fds[0]);
+      if (fds[1] != -1) close(fds[1]);
+      if (plain == -1) {
+        if (!deliverpipe_sendfds(sock, 'E', NULL, 0, errno)) _exit(0);
+        continue;
+      }
+      r = deliverpipe_sendfds(sock, 'O', &plain, 1, 0);
+      close(plain);
+      if (!r) _exit(0);
+      continue;
+    }
+    if (req == 'W') {
+      r = tlspid == -1 ? -1 : deliverpipe_reap(tlspid);
+      tlspid = -1;
+      if (!deliverpipe_sendfds(sock, 'X', NULL, 0, (int)r)) _exit(0);
+      continue;
+    }
+    if (fds[0] != -1) close(fds[0]);
+    if (fds[1] != -1) close(fds[1]);
+    if (req != 'S') _exit(0);
     if (!deliverpipe_spawn(&d, path, -1)) {
       if (!deliverpipe_sendfds(sock, 'E', NULL, 0, errno)) _exit(0);
       continue;
     }
     {
-      int fds[2] = { d.msgfd, d.envfd };
-      int ok = deliverpipe_sendfds(sock, 'O', fds, 2, 0);
+      int p[2] = { d.msgfd, d.envfd };
+      int ok = deliverpipe_sendfds(sock, 'O', p, 2, 0);
       close(d.msgfd);
       close(d.envfd);
       r = deliverpipe_reap(d.pid);
@@ -143,6 +205,10 @@ static void deliverpipe_serve(int sock, const char *path)
     }
   }
 }
+
+static const char *tlsprogram;
+
+void deliverpipe_tlsprogram(const char *tlspath) { tlsprogram = tlspath; }
 
 int deliverpipe_broker(const char *path)
 {
@@ -159,7 +225,7 @@ int deliverpipe_broker(const char *path)
     if (nul == -1 || dup2(nul, 0) == -1 || dup2(nul, 1) == -1) _exit(1);
     if (nul > 1) close(nul);
     signal(SIGPIPE, SIG_IGN);
-    deliverpipe_serve(sv[1], path);
+    deliverpipe_serve(sv[1], path, tlsprogram);
   }
   close(sv[1]);
   broker = sv[0];
@@ -174,7 +240,7 @@ int deliverpipe_start(struct deliverpipe *d, const char *path, int msgsrc)
   int value, fds[2];
   if (broker == -1 || msgsrc != -1) return deliverpipe_spawn(d, path, msgsrc);
   d->pid = d->msgfd = d->envfd = -1;
-  if (write(broker, "S", 1) != 1 || !deliverpipe_recv(broker, &tag, &value, fds)) {
+  if (!deliverpipe_sendfds(broker, 'S', NULL, 0, 0) || !deliverpipe_recv(broker, &tag, &value, fds)) {
     errno = EPIPE;
     return 0;
   }
@@ -227,4 +293,31 @@ void deliverpipe_abort(struct deliverpipe *d)
   if (d->envfd != -1) close(d->envfd);
   d->msgfd = d->envfd = -1;
   deliverpipe_wait(d);
+}
+
+int deliverpipe_tls(void)
+{
+  char tag;
+  int value, fds[2], net[2] = { 0, 1 };
+  if (broker == -1) { errno = EPROTO; return -1; }
+  if (!deliverpipe_sendfds(broker, 'T', net, 2, 0) || !deliverpipe_recv(broker, &tag, &value, fds)) {
+    errno = EPIPE;
+    return -1;
+  }
+  if (tag != 'O' || fds[0] == -1) {
+    if (fds[0] != -1) close(fds[0]);
+    errno = tag == 'E' ? value : EPROTO;
+    return -1;
+  }
+  return fds[0];
+}
+
+int deliverpipe_tlswait(void)
+{
+  char tag;
+  int value, fds[2];
+  if (broker == -1 || !deliverpipe_sendfds(broker, 'W', NULL, 0, 0) ||
+      !deliverpipe_recv(broker, &tag, &value, fds) || tag != 'X')
+    return -1;
+  return value;
 }

@@ -34,5 +34,17 @@ void deliverpipe_abort(struct deliverpipe *d);
  * pipe ends back (SCM_RIGHTS); its exit status comes back the same
  * way.  Call before reading any untrusted input.  Returns 1, or 0. */
 int deliverpipe_broker(const char *path);
+/* Before deliverpipe_broker: the TLS program deliverpipe_tls starts. */
+void deliverpipe_tlsprogram(const char *tlspath);
+
+/* Through the broker: starts tlspath (dopis-tlsd(8)) on the caller's
+ * fds 0 and 1, with one end of a stream socket as its fd 3, and returns
+ * the other end (the session's plaintext from then on), or -1 with
+ * errno set.  Once per session. */
+int deliverpipe_tls(void);
+/* After the caller closed its end: waits until dopis-tlsd has ended
+ * the TLS session (close_notify) and exited.  Returns its exit status,
+ * or -1. */
+int deliverpipe_tlswait(void);
 
 #endif

@@ -105,9 +105,10 @@ fail:
 #endif
 
 #ifdef SANDBOX_ARCH
-/* What a session does after start-up: I/O on its descriptors and the
- * deliver pipes, the broker's messages, memory, time, signals, TLS
- * (getrandom), the passwd and certificate files (openat: Landlock
+/* What a session does after start-up, in smtpd and in dopis-tlsd: I/O
+ * on its descriptors and the deliver pipes, the broker's messages,
+ * dup2 (smtpd's fds 0 and 1 become the socket to dopis-tlsd), memory,
+ * time, signals, TLS (getrandom), the passwd file (openat: Landlock
  * decides which). */
 static const int sandbox_smtpd_calls[] = {
   SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_close, SYS_ppoll, SYS_fcntl,
@@ -117,6 +118,10 @@ static const int sandbox_smtpd_calls[] = {
   SYS_exit, SYS_exit_group, SYS_getpid, SYS_gettid, SYS_tgkill,
   SYS_clock_gettime, SYS_gettimeofday, SYS_clock_nanosleep, SYS_nanosleep,
   SYS_getrandom, SYS_futex, SYS_sendmsg, SYS_recvmsg, SYS_shutdown,
+  SYS_dup3,
+#ifdef SYS_dup2
+  SYS_dup2,
+#endif
 #ifdef SYS_poll
   SYS_poll,
 #endif

@@ -36,7 +36,7 @@ BIN = os.path.relpath(os.path.dirname(SMTPD), T.TOP)
 BASE = os.path.join(T.WORK, PASS, "interop_install")
 R = T.Results()
 
-NAMES = ["smtpd", "deliver", "relay", "queue", "check", "sendmail"]
+NAMES = ["smtpd", "deliver", "tlsd", "relay", "queue", "check", "sendmail"]
 UNITS = {"dopis-smtpd.socket", "dopis-smtpd@.service", "dopis-submission.socket",
          "dopis-submission@.service", "dopis-submissions.socket",
          "dopis-submissions@.service", "dopis-submit.socket", "dopis-submit@.service",

@@ -131,7 +131,7 @@ class Server:
     """smtpd under tcpserver on a free loopback port, in a fresh test
     directory with the certificate and the passwd file configured."""
 
-    def __init__(self, name, mode, conf=None):
+    def __init__(self, name, mode, conf=None, wrap=None):
         self.name = name
         self.mode = mode
         self.tmp = os.path.join(BASE, name)
@@ -146,9 +146,12 @@ class Server:
         self.errf = open(self.errpath, "wb")
         env = T.base_env(self.confdir, SANITIZED)
         env["DOPIS_MODE"] = mode
+        if wrap and SANITIZED:
+            # LeakSanitizer cannot run under a tracer
+            env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"].replace("detect_leaks=1", "detect_leaks=0")
         self.proc = subprocess.Popen(
             ["tcpserver", "-q", "-R", "-H", "-l", "mx.example.org", "127.0.0.1",
-             str(self.port), SMTPD],
+             str(self.port)] + [a.replace("$TMP", self.tmp) for a in wrap or []] + [SMTPD],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.errf)
         try:
             T.wait_port(self.port, self.proc)   # the probe is one smtpd session too
@@ -834,12 +837,78 @@ def test_starttls_injection(srv):
 
 # ---------------------------------------------------------------- main
 
-def run(name, mode, fn, conf=None):
+STRACE_RE = re.compile(r'^(\d+) +(execve|openat)\((?:AT_FDCWD, )?"([^"]*)"(.*)$')
+
+
+def key_openers(path):
+    """From strace -f's log: {pid: program} for every process that
+    opened the TLS key successfully, and the set of programs exec'd."""
+    prog, opened, execd = {}, {}, set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = STRACE_RE.match(line)
+            if not m:
+                continue
+            pid, call, arg, rest = m.groups()
+            if call == "execve":
+                if "= -1" not in rest:
+                    prog[pid] = os.path.basename(arg)
+                    execd.add(os.path.basename(arg))
+            elif arg.endswith("server.key") and not re.search(r"= -1 ", rest):
+                opened[pid] = prog.get(pid, "?")
+    return opened, execd
+
+
+def test_key_in_tlsd_only(srv):
+    """The process that parses the client's commands never holds the
+    TLS key: a plaintext session starts no dopis-tlsd and opens no key;
+    a STARTTLS session has dopis-tlsd (and only it) open the key, and
+    its mail is delivered with the cipher in the Received line."""
+    probs = []
+    trace = os.path.join(srv.tmp, "strace.log")
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=20) as s:
+        s.ehlo()
+        code, _ = s.noop()
+        if code != 250:
+            probs.append("NOOP in plaintext: %d" % code)
+    srv.settled()
+    opened, execd = key_openers(trace)
+    if not any(p.startswith("smtpd") for p in execd):
+        return ["strace saw no smtpd start; its log:\n" + open(trace, errors="replace").read()[-2000:]]
+    if opened:
+        probs.append("a plaintext session opened the key: %s" % opened)
+    if any("tlsd" in p for p in execd):
+        probs.append("a plaintext session started dopis-tlsd: %s" % sorted(execd))
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=20) as s:
+        s.starttls(context=client_context())
+        s.ehlo()
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "a@client.test", ALICE, "key"
+        msg.set_content("through dopis-tlsd\n")
+        refused = s.send_message(msg)
+        if refused:
+            probs.append("refused: %r" % refused)
+    srv.settled()
+    opened, execd = key_openers(trace)
+    if not opened:
+        probs.append("no process opened the key in a STARTTLS session")
+    for pid, p in opened.items():
+        if "tlsd" not in p:
+            probs.append("process %s (%s) opened the key; only dopis-tlsd may" % (pid, p))
+    got = T.maildir_messages(srv.tmp, ALICE)
+    if len(got) != 1:
+        probs.append("%d messages delivered, expected 1" % len(got))
+    elif "with cipher " not in " ".join(got[0].get_all("Received", [])):
+        probs.append("no cipher in the Received line: %r" % got[0].get_all("Received"))
+    return probs
+
+
+def run(name, mode, fn, conf=None, wrap=None):
     """Runs fn(srv) against a fresh server; the check "tls-NAME" also
     fails on a sanitizer report in smtpd's stderr, and on any file left
     in a Maildir's or the queue's tmp/."""
     def checked():
-        srv = Server(name, mode, conf)
+        srv = Server(name, mode, conf, wrap)
         try:
             p = list(fn(srv) or [])
         finally:
@@ -897,6 +966,8 @@ def main():
     run("starttls-injection", "smtp", test_starttls_injection)
     run("close-notify-starttls", "smtp", test_close_notify)
     run("close-notify-submissions", "submissions", test_close_notify)
+    run("key-in-tlsd-only", "smtp", test_key_in_tlsd_only,
+        wrap=["strace", "-f", "-qq", "-e", "trace=execve,openat", "-o", "$TMP/strace.log"])
     R.run("tls-log-no-password", test_log_no_password)
     R.exit()
 
