@@ -107,6 +107,8 @@ run: deps all
 # The benchmark against Postfix and OpenSMTPD (root; bench/README):
 # writes bench/RESULTS.md and bench/results.png.  BENCH_RUNS=n (default
 # 5), BENCH_QUICK=1 for a short try.  make check does not run it.
+# SMTPD_LINK and DELIVER_LINK: bench.sh links these objects once more,
+# dynamically, for its comparison row (what static linking gives).
 bench: deps all
 	@SMTPD_LINK="$(SMTPD_OBJ) $(LIBA) $(LDLIBS)" DELIVER_LINK="$(DELIVER_OBJ) $(LIBA) $(LDLIBS)" \
 	  sh bench/bench.sh

@@ -59,17 +59,18 @@ SENDER = "load@client.test"
 HOST = "127.0.0.1"
 SINK = "127.0.0.2"
 PORTS = {"dopis-tcpserver": 2525, "dopis-socket": 2526, "postfix": 2527, "opensmtpd": 2528,
-         "dopis-static": 2530}
+         "dopis-dynamic": 2530}
 RSS_PORT = 2529
 SERVERS = ["dopis-tcpserver", "dopis-socket", "postfix", "opensmtpd"]
 LABEL = {"dopis-tcpserver": "dopis (tcpserver)", "dopis-socket": "dopis (systemd-socket-activate)",
          "postfix": "Postfix", "opensmtpd": "OpenSMTPD",
-         "dopis-static": "dopis, static binaries (experiment)"}
-# the experiment: the same smtpd objects linked statically (bench.sh),
-# under tcpserver, in these workloads only
-STATIC_SMTPD = os.path.join(TOOLS, "smtpd-static")
-STATIC_DELIVER = os.path.join(TOOLS, "deliver-static")
-EXPERIMENT_WORKLOADS = ("1k-s1-one", "1k-s16-one")
+         "dopis-dynamic": "dopis, dynamically linked (comparison)"}
+# the comparison: the same smtpd and deliver objects linked dynamically
+# (bench.sh), as they were before make linked them statically; under
+# tcpserver, in these workloads only
+DYNAMIC_SMTPD = os.path.join(TOOLS, "smtpd-dynamic")
+DYNAMIC_DELIVER = os.path.join(TOOLS, "deliver-dynamic")
+COMPARISON_WORKLOADS = ("1k-s1-one", "1k-s16-one")
 
 # the workloads: (key, messages, bytes, sessions, one message per connection?)
 WORKLOADS = [
@@ -587,7 +588,7 @@ def dopis_queue_count():
 
 MAILDIR = {
     "dopis-tcpserver": "dopis/mail/example.org/bench",
-    "dopis-static": "dopis/mail/example.org/bench",
+    "dopis-dynamic": "dopis/mail/example.org/bench",
     "dopis-socket": "dopis/mail/example.org/bench",
     "postfix": "postfix/mail/example.org/bench",
     "opensmtpd": "opensmtpd/mail/bench",
@@ -743,20 +744,30 @@ def dopis_memory(conf, smtpd=None, cases=None):
             while count(newdir) < n and time.time() < deadline:
                 time.sleep(0.01)
             time.sleep(0.3)
+            # name pid VmHWM RssAnon RssFile parent (kB; RssAnon and
+            # RssFile at exit; parent: the name of the process that
+            # forked it).  An smtpd forked by smtpd is the session's
+            # broker (it starts deliver); "smtpd" is the session itself.
             rows = []
             with open(rlog) as f:
                 for line in f:
                     parts = line.split()
-                    if len(parts) == 3:
-                        rows.append((parts[0], int(parts[2])))
-            smtpd = [h for nm, h in rows if nm.startswith("smtpd")]
-            deliver = [h for nm, h in rows if nm.startswith("deliver")]
-            res[label] = {"smtpd_max": max(smtpd) if smtpd else None,
-                          "smtpd_median": statistics.median(smtpd) if smtpd else None,
-                          "smtpd_n": len(smtpd),
-                          "deliver_max": max(deliver) if deliver else None,
-                          "deliver_n": len(deliver), "delivered": count(newdir),
-                          "expected": n, "rc": r.returncode}
+                    if len(parts) >= 3:
+                        nm = parts[0]
+                        if nm.startswith("smtpd") and len(parts) > 5 and parts[5].startswith("smtpd"):
+                            nm = "broker"
+                        rows.append((nm, [int(x) for x in parts[2:5]]))
+
+            def col(prog, i):
+                return [v[i] for nm, v in rows if nm.startswith(prog) and len(v) > i and v[i] >= 0]
+            x = {"delivered": count(newdir), "expected": n, "rc": r.returncode}
+            for prog in ("smtpd", "broker", "deliver"):
+                for i, what in enumerate(("", "_anon", "_file")):
+                    v = col(prog, i)
+                    x[prog + what + "_max"] = max(v) if v else None
+                    x[prog + what + "_median"] = statistics.median(v) if v else None
+                x[prog + "_n"] = len(col(prog, 0))
+            res[label] = x
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait()
@@ -935,7 +946,9 @@ def profile_dopis(server="dopis-tcpserver", wl=None):
     # attached to tcpserver: perf follows every smtpd and deliver it
     # starts, and nothing else on the machine
     pids = ",".join(str(p) for p in server_pids(server))
-    pr = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000",
+    # with call graphs (-g): the kernel's stacks say which system call a
+    # sample of smtpd's start-up belongs to (execve, the seccomp filter)
+    pr = subprocess.Popen(["perf", "record", "-q", "-g", "-e", "cpu-clock", "-F", "4000",
                            "-p", pids, "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     r = one_run(server, wl)
@@ -951,8 +964,32 @@ def profile_dopis(server="dopis-tcpserver", wl=None):
     rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "sym",
                           "--stdio", "-g", "none"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out["by_sym"] = parse_perf(rep.stdout.decode(errors="replace"))[:25]
+    # per program, the share of its own samples spent under each
+    # function, callees included (--children): where a start goes
+    out["children"] = {}
+    for comm in ("smtpd", "deliver", "tcpserver"):
+        rep = subprocess.run(["perf", "report", "-i", data, "--children", "--comm", comm,
+                              "--percentage", "relative", "--sort", "sym", "--stdio", "-g", "none"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        rows = {}
+        for line in rep.stdout.decode(errors="replace").splitlines():
+            m = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+\[([k.])\]\s+(\S+)", line)
+            if m and m.group(4) in PERF_PARTS:
+                rows.setdefault(m.group(4), float(m.group(1)))
+        out["children"][comm] = rows
     os.unlink(data)
     return out
+
+
+# kernel (and libc) functions whose inclusive share of a program's samples
+# the report names: exec, the seccomp filter (and its BPF JIT), fork,
+# exit, page faults, the socket calls
+PERF_PARTS = ("__x64_sys_execve", "do_execveat_common.isra.0", "bprm_execve", "load_elf_binary",
+              "do_seccomp", "seccomp_set_mode_filter", "bpf_prog_select_runtime", "bpf_int_jit_compile",
+              "bpf_jit_binary_pack_finalize", "__do_sys_clone", "__do_sys_clone3", "kernel_clone",
+              "__x64_sys_exit_group", "do_exit", "do_group_exit", "exit_mmap", "asm_exc_page_fault",
+              "exc_page_fault", "entry_SYSCALL_64", "__libc_start_main_impl", "_dl_relocate_object",
+              "_dl_start", "_start", "__x64_sys_prctl", "__do_sys_prctl")
 
 
 def parse_perf(text):
@@ -994,12 +1031,13 @@ def syscall_time(server="dopis-tcpserver", n=None):
 
 def exec_costs(conf):
     """fork+exec+exit per second, both CPUs busy (2 loops): the static
-    no-op, dopis's smtpd (to its end of input), the static smtpd of the
-    experiment, and deliver (which fails at once on empty input)."""
+    no-op, dopis's smtpd (to its end of input; static, as make builds
+    it), the dynamically linked smtpd of the comparison, and deliver
+    (which fails at once on empty input), likewise both builds."""
     res = {}
     progs = [("noop (static)", os.path.join(TOOLS, "noop")), ("smtpd", DOPIS + "/smtpd"),
-             ("smtpd, static (experiment)", STATIC_SMTPD), ("deliver", DOPIS + "/deliver"),
-             ("deliver, static (experiment)", STATIC_DELIVER)]
+             ("smtpd, dynamically linked (comparison)", DYNAMIC_SMTPD), ("deliver", DOPIS + "/deliver"),
+             ("deliver, dynamically linked (comparison)", DYNAMIC_DELIVER)]
     env = dopis_env(conf)
     for label, prog in progs:
         if not os.path.exists(prog):
@@ -1145,10 +1183,10 @@ def main():
     start_postfix(etc)
     start_opensmtpd(osconf)
     servers_all = list(SERVERS)
-    if os.path.exists(STATIC_SMTPD) and os.path.exists(STATIC_DELIVER):
-        sconf = setup_dopis("dopis-conf-static", STATIC_DELIVER)
-        start_dopis_tcpserver(sconf, PORTS["dopis-static"], "dopis-static", smtpd=STATIC_SMTPD)
-        servers_all.append("dopis-static")
+    if os.path.exists(DYNAMIC_SMTPD) and os.path.exists(DYNAMIC_DELIVER):
+        dconf = setup_dopis("dopis-conf-dynamic", DYNAMIC_DELIVER)
+        start_dopis_tcpserver(dconf, PORTS["dopis-dynamic"], "dopis-dynamic", smtpd=DYNAMIC_SMTPD)
+        servers_all.append("dopis-dynamic")
     start("smtp-sink", [os.path.join(PF, "usr/sbin/smtp-sink"), "-u", "bench",
                         "%s:25" % SINK, "1024"], env=pf_env())
     wait_port(25, host=SINK)
@@ -1162,7 +1200,7 @@ def main():
         log("round %d of %d: limits" % (rnd + 1, RUNS))
         results["limits"].append(limits_once())
         for wi, wl in enumerate(WORKLOADS):
-            here = [x for x in servers_all if x != "dopis-static" or wl[0] in EXPERIMENT_WORKLOADS]
+            here = [x for x in servers_all if x != "dopis-dynamic" or wl[0] in COMPARISON_WORKLOADS]
             k = (rnd + wi) % len(here)
             order = here[k:] + here[:k]
             for s in order:
@@ -1187,9 +1225,9 @@ def main():
         log("memory")
         results["peer_memory"] = peer_memory()
         results["dopis_memory"] = dopis_memory(conf)
-        if "dopis-static" in servers_all:
-            results["dopis_memory_static"] = dopis_memory(
-                sconf, STATIC_SMTPD, [("1 KiB, 16 sessions, one per connection", N_SMALL // 4, 1024, 16, True),
+        if "dopis-dynamic" in servers_all:
+            results["dopis_memory_dynamic"] = dopis_memory(
+                dconf, DYNAMIC_SMTPD, [("1 KiB, 16 sessions, one per connection", N_SMALL // 4, 1024, 16, True),
                                      ("one 50 MB message", 1, BIG_MESSAGE, 1, True)])
     if "durability" in phases:
         save(results)
