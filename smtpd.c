@@ -26,6 +26,7 @@
 #include <openreadclose.h>
 #include "address.h"
 #include "config.h"
+#include "date.h"
 #include "deliverpipe.h"
 #include "envelope.h"
 #include "id.h"
@@ -321,14 +322,6 @@ static void txn_reset(void)
   if (state != S_GREET) state = S_READY;
 }
 
-static void rfc5322_date(char *buf, size_t len)
-{
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
-
 /* Who sent it, after "Received: from ": a local user by the uid the
  * kernel gave (and its name), anyone else by its HELO name and
  * address. */
@@ -360,11 +353,11 @@ static int received_client(stralloc *h)
 /* The Received line (RFC 5321 4.4), LF-terminated as stored. */
 static int smtpd_received(stralloc *h)
 {
-  char date[64];
+  char date[DATE_RFC5322];
   /* RFC 3848 and RFC 6531: S for TLS, A for authenticated */
   const char *with = smtputf8 ? "UTF8SMTP" : esmtp ? "ESMTP" : "SMTP";
   const char *sa = tlson ? (authuser.len ? "SA" : "S") : authuser.len ? "A" : "";
-  rfc5322_date(date, sizeof date);
+  date_rfc5322(date, time(NULL));
   if (!stralloc_copys(h, "Received: from ")) return 0;
   if (!received_client(h)) return 0;
   if (authuser.len && (!stralloc_cats(h, "\n\t(authenticated as ") || !stralloc_cat(h, &authuser) ||

@@ -18,6 +18,7 @@
 #include <fmt.h>
 #include <str.h>
 #include <stralloc.h>
+#include "date.h"
 #include "log.h"
 #include "xtext.h"
 #include "relay.h"
@@ -32,14 +33,6 @@ struct report {
   int topm;               /* to the postmaster: a double bounce */
   stralloc boundary;
 };
-
-static void bounce_date(unsigned long t, char *buf, size_t len)
-{
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  if (!strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm)) buf[0] = 0;
-}
 
 /* ASCII only, no control bytes: for the header-like report fields */
 static int bounce_ascii(struct spawn *s, const char *t, size_t len)
@@ -122,9 +115,9 @@ static int bounce_fields(struct spawn *s, struct report *rp)
 {
   static stralloc x;
   struct msg *m = rp->m;
-  char date[64];
+  char date[DATE_RFC5322];
 
-  bounce_date(m->qi.created, date, sizeof date);
+  date_rfc5322(date, (time_t)(m->qi.created));
   if (spawn_puts(s, "Reporting-MTA: dns; ") == -1 || spawn_puts(s, cfg.hostname.s) == -1 ||
       spawn_puts(s, "\nX-Dopis-Queue-ID: ") == -1 || spawn_puts(s, m->qid.s) == -1)
     return -1;
@@ -164,13 +157,13 @@ static int bounce_fields(struct spawn *s, struct report *rp)
       return -1;
     if (r->text.len && bounce_diag(s, r) == -1) return -1;
     if (r->first) {
-      bounce_date(relay_now(), date, sizeof date);
+      date_rfc5322(date, (time_t)(relay_now()));
       if (spawn_puts(s, "Last-Attempt-Date: ") == -1 || spawn_puts(s, date) == -1 ||
           spawn_puts(s, "\n") == -1)
         return -1;
     }
     if (rp->k[i] == K_DELAYED) {
-      bounce_date(m->qi.created + cfg.max_queue_lifetime, date, sizeof date);
+      date_rfc5322(date, (time_t)(m->qi.created + cfg.max_queue_lifetime));
       if (spawn_puts(s, "Will-Retry-Until: ") == -1 || spawn_puts(s, date) == -1 ||
           spawn_puts(s, "\n") == -1)
         return -1;
@@ -221,12 +214,12 @@ static int bounce_fill(struct spawn *s, void *arg)
 {
   struct report *rp = arg;
   struct msg *m = rp->m;
-  char date[64];
+  char date[DATE_RFC5322];
   char num[FMT_ULONG];
   int full = (m->flags & MSG_RETFULL) != 0;
   int eight = (m->flags & (MSG_8BIT | MSG_SMTPUTF8 | MSG_BINARY)) != 0;
 
-  bounce_date(relay_now(), date, sizeof date);
+  date_rfc5322(date, (time_t)(relay_now()));
   num[fmt_ulong(num, (unsigned long)getpid())] = 0;
   if (spawn_puts(s, "From: Mail Delivery System <MAILER-DAEMON@") == -1 ||
       spawn_puts(s, cfg.hostname.s) == -1 ||

@@ -1,20 +1,10 @@
 /* Header lines sendmail writes itself: the date, and From: with the
  * full name of -F made into an RFC 5322 phrase. */
-#include <time.h>
 #include <byte.h>
 #include <str.h>
 #include <stralloc.h>
 #include <textcode.h>
 #include "sendmail.h"
-
-void compose_date(char *buf, size_t len)
-{
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  /* the C locale: sendmail never calls setlocale */
-  strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
 
 /* Length of the UTF-8 sequence at s (no overlongs, no surrogates), or
  * 0 when it is not one. */

@@ -23,6 +23,7 @@
 #include <fmt.h>
 #include "address.h"
 #include "config.h"
+#include "date.h"
 #include "deliverpipe.h"
 #include "envelope.h"
 #include "id.h"
@@ -264,7 +265,7 @@ static void sendmail_message(struct spool *s, int opt_t, int dotend, const char 
   static stralloc add;
   struct header_field f;
   struct body b;
-  char date[64], num[FMT_ULONG];
+  char date[DATE_RFC5322], num[FMT_ULONG];
   const char *why;
   size_t pos;
   int r, resent = 0, hasdate = 0, hasmsgid = 0, hasfrom = 0;
@@ -290,7 +291,7 @@ static void sendmail_message(struct spool *s, int opt_t, int dotend, const char 
         sendmail_rcpts(f.value, f.valuelen, EX_DATAERR, "header");
   if (!nrcpts) sendmail_usage("no recipients", 0);
 
-  compose_date(date, sizeof date);
+  date_rfc5322(date, time(NULL));
   if (!stralloc_copys(&add, "Received: by ") || !stralloc_cat(&add, &cfg.hostname) ||
       !stralloc_cats(&add, " (dopis sendmail, from local uid ") ||
       !stralloc_catb(&add, num, fmt_ulong(num, uid)) || !stralloc_cats(&add, ")\n\tid ") ||

@@ -101,8 +101,6 @@ void body_end(struct body *b, struct spool *s);
 
 /* ---- compose.c ---- */
 
-/* "Thu, 1 Jan 2026 00:00:00 +0000" (RFC 5322 3.3), as smtpd writes it */
-void compose_date(char *buf, size_t len);
 /* Whether a -F value can be a display name: at most
  * SENDMAIL_MAXFULLNAME bytes, no control bytes, UTF-8. */
 int compose_fullnameok(const char *s, size_t len);
