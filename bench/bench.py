@@ -719,9 +719,47 @@ def peer_memory():
     return res
 
 
+def setup_dopis_tls():
+    """dopis's configuration with tls_cert and tls_key set (a
+    self-signed P-256 certificate made here), for the memory runs."""
+    conf = setup_dopis("dopis-conf-tls")
+    key, cert = os.path.join(conf, "key.pem"), os.path.join(conf, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=dopis.bench.test"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.chown(key, USERS["bench"], USERS["bench"])
+    os.chmod(key, 0o600)
+    with open(os.path.join(conf, "dopis.conf"), "a") as f:
+        f.write("tls_cert = cert.pem\ntls_key = key.pem\n")
+    return conf
+
+
+def starttls_sessions(port, n, size):
+    """n sessions one after another, each STARTTLS, EHLO, one message
+    of size bytes, QUIT (Python's smtplib and ssl; no certificate
+    check: the certificate is the bench's own).  Returns how many the
+    server accepted."""
+    import smtplib
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    body = ("Subject: tls\r\n\r\n" + "x" * 76 + "\r\n") * max(1, size // 78)
+    ok = 0
+    for _ in range(n):
+        with smtplib.SMTP(HOST, port, local_hostname="client.test", timeout=30) as s:
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            if not s.sendmail(SENDER, [RCPT], body):
+                ok += 1
+    return ok
+
+
 def dopis_memory(conf, smtpd=None, cases=None):
     """Exact peak RSS of each smtpd session and each deliver, from
-    bench/tools/rsstrace (ptrace, PTRACE_EVENT_EXIT), under tcpserver."""
+    bench/tools/rsstrace (ptrace, PTRACE_EVENT_EXIT), under tcpserver.
+    A case whose sessions count is "starttls" runs that many STARTTLS
+    sessions (starttls_sessions) instead of smtp-source."""
     mkdirs(os.path.join(LOGS, "rss"), "bench")
     rlog = os.path.join(LOGS, "rss", "rss.log")
     res = {}
@@ -738,8 +776,11 @@ def dopis_memory(conf, smtpd=None, cases=None):
             if os.path.exists(rlog):
                 os.unlink(rlog)
             newdir = os.path.join(FS, MAILDIR["dopis-tcpserver"], "new")
-            r = subprocess.run(smtp_source(RSS_PORT, n, size, sessions, one),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=pf_env())
+            if sessions == "starttls":
+                r = subprocess.CompletedProcess([], 0 if starttls_sessions(RSS_PORT, n, size) == n else 1)
+            else:
+                r = subprocess.run(smtp_source(RSS_PORT, n, size, sessions, one),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=pf_env())
             deadline = time.time() + 60
             while count(newdir) < n and time.time() < deadline:
                 time.sleep(0.01)
@@ -761,7 +802,7 @@ def dopis_memory(conf, smtpd=None, cases=None):
             def col(prog, i):
                 return [v[i] for nm, v in rows if nm.startswith(prog) and len(v) > i and v[i] >= 0]
             x = {"delivered": count(newdir), "expected": n, "rc": r.returncode}
-            for prog in ("smtpd", "broker", "deliver"):
+            for prog in ("smtpd", "broker", "deliver", "tlsd"):
                 for i, what in enumerate(("", "_anon", "_file")):
                     v = col(prog, i)
                     x[prog + what + "_max"] = max(v) if v else None
@@ -1229,6 +1270,11 @@ def main():
             results["dopis_memory_dynamic"] = dopis_memory(
                 dconf, DYNAMIC_SMTPD, [("1 KiB, 16 sessions, one per connection", N_SMALL // 4, 1024, 16, True),
                                      ("one 50 MB message", 1, BIG_MESSAGE, 1, True)])
+        # TLS configured: plaintext sessions (smtp-source), and STARTTLS
+        # ones, in which dopis-tlsd does the TLS
+        results["dopis_memory_tls"] = dopis_memory(
+            setup_dopis_tls(), None, [("1 KiB, 16 sessions, one per connection", N_SMALL // 4, 1024, 16, True),
+                                      ("1 KiB, STARTTLS, one per connection", 50, 1024, "starttls", True)])
     if "durability" in phases:
         save(results)
         log("durability (strace)")

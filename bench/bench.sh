@@ -12,7 +12,7 @@ fi
 sh bench/deps.sh
 mkdir -p bench/work/bin bench/work/dopis
 # a snapshot of the build: bin/ may be rebuilt while the benchmark runs
-for p in smtpd deliver relay; do
+for p in smtpd deliver tlsd relay; do
   cp bin/$p bench/work/dopis/$p.tmp && mv bench/work/dopis/$p.tmp bench/work/dopis/$p
 done
 for t in durable forkexec rsstrace; do

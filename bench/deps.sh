@@ -7,7 +7,7 @@
 # MTA packages conflict with each other and with a system install.
 set -e
 cd "$(dirname "$0")"
-pkgs="gcc make libc6-dev ucspi-tcp systemd iproute2 util-linux e2fsprogs dnsmasq-base strace
+pkgs="gcc make libc6-dev ucspi-tcp systemd iproute2 util-linux e2fsprogs dnsmasq-base strace openssl
       gnuplot-nox libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3 libevent-2.1-7 libpam0g zlib1g
       libcrypt1"
 missing=

@@ -675,6 +675,20 @@ def analysis(res, lim):
         if big:
             t += (" A 50 MB message: smtpd %s, deliver %s — constant memory, streamed."
                   % (mib(big.get("smtpd_max")), mib(big.get("deliver_max"))))
+        tm = res.get("dopis_memory_tls") or {}
+        tp = tm.get("1 KiB, 16 sessions, one per connection")
+        ts = tm.get("1 KiB, STARTTLS, one per connection")
+        if tp and tp.get("smtpd_median"):
+            t += (" With tls_cert and tls_key configured, a plaintext session's smtpd peaks at %s "
+                  "(median; max %s; private %s): TLS costs a session nothing until the client says "
+                  "STARTTLS, since smtpd links no TLS library and dopis-tlsd alone loads OpenSSL, the "
+                  "certificate and the key."
+                  % (mib(tp["smtpd_median"]), mib(tp["smtpd_max"]), kib(tp.get("smtpd_anon_median"))))
+        if ts and ts.get("tlsd_median"):
+            t += (" In a STARTTLS session (%d of them, Python's smtplib) smtpd peaks at %s (max %s) and "
+                  "dopis-tlsd at %s (median; max %s; private %s)."
+                  % (ts.get("tlsd_n") or 0, mib(ts.get("smtpd_median")), mib(ts.get("smtpd_max")),
+                     mib(ts["tlsd_median"]), mib(ts.get("tlsd_max")), kib(ts.get("tlsd_anon_median"))))
         P.append(t)
     return P
 
