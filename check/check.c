@@ -25,6 +25,7 @@
 #include "config.h"
 #include "fsync.h"
 #include "passwd.h"
+#include "sibling.h"
 #include "../smtpd_tls.h"
 
 static struct config cfg;
@@ -121,6 +122,28 @@ static int check_readable(const char *key, const char *path, struct stat *st)
   return 1;
 }
 
+/* smtpd leaves TLS to dopis-tlsd, found beside smtpd as beside us */
+static void check_tlsd(void)
+{
+  stralloc path = {0};
+  const char *why;
+  if (!sibling_path("tlsd", &path)) {
+    check_say("out of memory", 13);
+    errors++;
+    return;
+  }
+  if (faccessat(AT_FDCWD, path.s, X_OK, AT_EACCESS) == -1) {
+    why = strerror(errno);
+    if (!stralloc_cats(&path, ": ") || !stralloc_cats(&path, why) || !stralloc_0(&path)) {
+      check_say("out of memory", 13);
+      errors++;
+    } else {
+      check_problem(0, "tls_cert", cfg.tls_cert.s, "set, but dopis-tlsd cannot be run", path.s);
+    }
+  }
+  stralloc_free(&path);
+}
+
 static void check_tls(void)
 {
   struct stat st;
@@ -128,6 +151,7 @@ static void check_tls(void)
   int certok, keyok;
 
   if (!cfg.tls_cert.len) return;   /* config_load saw that both or neither are set */
+  check_tlsd();
   certok = check_readable("tls_cert", cfg.tls_cert.s, &st);
   keyok = check_readable("tls_key", cfg.tls_key.s, &st);
   if (keyok && (st.st_mode & S_IROTH))

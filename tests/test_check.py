@@ -330,7 +330,7 @@ def t_default_marked():
     os.symlink(os.path.realpath(CHECK), link)   # /proc/self/exe resolves it: deliver is found
     rc, got, out = run(conf)
     probs = [] if (rc, got) == (0, []) else ["exit %s, stderr %r" % (rc, got)]
-    # a copy of check with no deliver beside it
+    # a copy of check with neither deliver nor dopis-tlsd beside it
     copy = os.path.join(tmp, "bin", "check-copy")
     with open(os.path.realpath(CHECK), "rb") as f:
         T.write_file(copy, f.read())
@@ -338,7 +338,9 @@ def t_default_marked():
     p = subprocess.run([copy], env=T.base_env(conf, SANITIZED), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)
     err = p.stderr.decode("utf-8", "replace").splitlines()
-    want = ["%s/dopis.conf: deliver %s/bin/deliver (the default): missing" % (conf, tmp)]
+    want = ["%s/dopis.conf:8: tls_cert %s/one.pem: set, but dopis-tlsd cannot be run: "
+            "%s/bin/tlsd: No such file or directory" % (conf, PKI, tmp),
+            "%s/dopis.conf: deliver %s/bin/deliver (the default): missing" % (conf, tmp)]
     if p.returncode != 78 or err != want:
         probs.append("copy: exit %s, stderr %r, expected 78 and %r" % (p.returncode, err, want))
     return probs
