@@ -21,7 +21,7 @@ BIN     ?= bin
 PYTHON   = /usr/bin/python3
 
 LIBSRC  = lib/config.c lib/address.c lib/route.c lib/envelope.c lib/log.c \
-          lib/id.c lib/queue.c lib/queueinfo.c lib/fsync.c lib/xtext.c lib/passwd.c lib/deliverpipe.c lib/sibling.c lib/sandbox.c lib/date.c
+          lib/id.c lib/queue.c lib/queueinfo.c lib/fsync.c lib/xtext.c lib/passwd.c lib/deliverpipe.c lib/sibling.c lib/sandbox.c lib/date.c lib/smtpreply.c
 LIBOBJ  = $(LIBSRC:%.c=$(OBJ)/%.o)
 # an archive, so that each program links only the parts it uses
 LIBA    = $(OBJ)/libdopis.a

@@ -18,6 +18,7 @@
 #include <stralloc.h>
 #include "config.h"
 #include "queueinfo.h"
+#include "smtpreply.h"
 
 #define RELAY_MAXRCPTS 100    /* per transaction: RFC 5321 4.5.3.1.8 */
 #define RELAY_MAXMX 16        /* MX hosts tried per domain */
@@ -176,16 +177,8 @@ void conn_io(struct conn *c, short revents);
 void conn_timeout(struct conn *c);
 void conn_reap(void);      /* frees connections closed meanwhile */
 
-/* reply.c: the peer's replies, apart from client.c for fuzz/ */
-#define REPLY_MAXLINE 2048    /* RFC 5321 says 512; be lenient, not unbounded */
-#define REPLY_MAXLINES 100
-#define REPLY_MAXTEXT 1000    /* kept of a reply, for logs and DSNs */
-/* One line of a reply, without its line end.  code, nlines (0 before
- * a reply's first line) and text ("550 5.1.1 text text...", control
- * bytes as blanks, NUL after .len once complete) carry the reply
- * across its lines.  Returns 1 when the reply is complete, 0 when
- * more lines follow, -1 on a protocol error. */
-int reply_line(int *code, int *nlines, stralloc *text, const char *s, size_t len);
+/* reply.c: the peer's replies, apart from client.c for fuzz/; lines
+ * into replies with lib/smtpreply.c's reply_line */
 /* The RFC 3463 code the reply text carries, or one made from its
  * class ("4.0.0"), into out (10 bytes). */
 void reply_status(int code, const stralloc *text, char *out);

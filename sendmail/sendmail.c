@@ -47,14 +47,14 @@ static stralloc notify;        /* -N as RFC 3461 NOTIFY, or "" */
 static stralloc params;        /* P records from -R and -V, NUL-terminated */
 static int verbose;
 
-static ssize_t sendmail_read(int fd, char *buf, size_t len)
+ssize_t sendmail_read(int fd, char *buf, size_t len)
 {
   ssize_t r;
   do r = read(fd, buf, len); while (r == -1 && errno == EINTR);
   return r;
 }
 
-static ssize_t sendmail_write(int fd, const char *buf, size_t len)
+ssize_t sendmail_write(int fd, const char *buf, size_t len)
 {
   ssize_t r;
   do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
@@ -409,7 +409,7 @@ sendmail_refused(struct submit *sm, int code, const char *what, const char *addr
   int status;
   const char *reason;
   /* RFC 3463: x.7.x is policy (restricted, relaying), as 77 says here */
-  int policy = sm->textlen >= 8 && byte_equal(sm->text + 4, 4, "5.7.");
+  int policy = sm->text.len >= 8 && byte_equal(sm->text.s + 4, 4, "5.7.");
   if (code == 0) { status = EX_TEMPFAIL; reason = "connection to smtpd lost"; }
   else if (code < 0) { status = EX_PROTOCOL; reason = "unreadable reply from smtpd"; }
   else if (code >= 400 && code < 500) { status = EX_TEMPFAIL; reason = "temporary failure"; }
@@ -426,7 +426,7 @@ sendmail_refused(struct submit *sm, int code, const char *what, const char *addr
   log_str("reason", reason);
   log_str("during", what);
   if (addr) log_buf(!str_diff(what, "RCPT") ? "rcpt" : "from", addr, alen);
-  if (code > 0) log_buf("reply", sm->text, sm->textlen);
+  if (code > 0) log_buf("reply", sm->text.s, sm->text.len);
   else if (code == 0) log_str("error", strerror(errno));
   log_str("socket", cfg.submit_socket.s);
   log_end();
@@ -495,12 +495,13 @@ static int sendmail_submit(struct spool *s)
     log_str("id", msgid);
     log_str("event", "submitted");
     log_str("socket", cfg.submit_socket.s);
-    log_buf("reply", sm.text, sm.textlen);
+    log_buf("reply", sm.text.s, sm.text.len);
     log_end();
   }
   /* the message is stored: what QUIT gets no longer matters */
   if (stralloc_copys(&cmd, "QUIT")) submit_command(&sm, cmd.s, cmd.len);
   close(sm.fd);
+  stralloc_free(&sm.text);
   return 0;
 }
 

@@ -107,18 +107,20 @@ int compose_fullnameok(const char *s, size_t len);
 /* "From: phrase <addr>\n" or "From: addr\n" onto out. */
 int compose_from(stralloc *out, const char *fullname, const char *addr, size_t addrlen);
 
-/* ---- submit.c ---- */
+/* ---- sendmail.c ---- */
 
-#define SUBMIT_LINEMAX 2048   /* a reply line; RFC 5321 allows 512 */
-#define SUBMIT_LINES 100      /* lines of one reply */
-#define SUBMIT_TEXTMAX 512    /* of a reply, kept for the log */
+/* read(2) and write(2), again on EINTR: for libowfat's buffers */
+ssize_t sendmail_read(int fd, char *buf, size_t len);
+ssize_t sendmail_write(int fd, const char *buf, size_t len);
+
+/* ---- submit.c ---- */
 
 struct submit {
   int fd;
   buffer in, out;
   char inspace[4096], outspace[16384];
-  char text[SUBMIT_TEXTMAX];  /* the last reply, printable: "550 5.1.1 ..." */
-  size_t textlen;
+  int code, nlines;
+  stralloc text;              /* the last reply (lib/smtpreply.h): "550 5.1.1 ..." */
 };
 
 /* Connects to the Unix socket at path; every read and write then
@@ -126,7 +128,7 @@ struct submit {
 int submit_connect(struct submit *s, const char *path, unsigned long timeout);
 /* Reads a reply into s->text.  Returns its code, 0 when the
  * connection ended or failed (errno), -1 when the reply is malformed
- * or over the limits. */
+ * or over the limits (lib/smtpreply.h), or not 2xx to 5xx. */
 int submit_reply(struct submit *s);
 /* Sends one command line (CRLF added) and reads the reply: as
  * submit_reply. */

@@ -15,36 +15,9 @@
 #include <byte.h>
 #include <str.h>
 #include <stralloc.h>
+#include "fsync.h"
+#include "smtpreply.h"
 #include "sendmail.h"
-
-static ssize_t submit_read(int fd, char *buf, size_t len)
-{
-  ssize_t r;
-  do r = read(fd, buf, len); while (r == -1 && errno == EINTR);
-  return r;
-}
-
-static ssize_t submit_write(int fd, const char *buf, size_t len)
-{
-  ssize_t r;
-  do r = write(fd, buf, len); while (r == -1 && errno == EINTR);
-  return r;
-}
-
-/* All of buf, however many writes it takes.  Returns 1, or 0. */
-static int submit_writeall(int fd, const char *buf, size_t len)
-{
-  while (len) {
-    ssize_t w = submit_write(fd, buf, len);
-    if (w <= 0) {
-      if (w == 0) errno = EIO;
-      return 0;
-    }
-    buf += w;
-    len -= (size_t)w;
-  }
-  return 1;
-}
 
 /* A connected stream socket to path, close-on-exec, or -1 (errno). */
 static int submit_socket(const char *path)
@@ -88,14 +61,14 @@ int submit_connect(struct submit *s, const char *path, unsigned long timeout)
     errno = e;
     return 0;
   }
-  buffer_init(&s->in, submit_read, s->fd, s->inspace, sizeof s->inspace);
-  buffer_init(&s->out, submit_write, s->fd, s->outspace, sizeof s->outspace);
+  buffer_init(&s->in, sendmail_read, s->fd, s->inspace, sizeof s->inspace);
+  buffer_init(&s->out, sendmail_write, s->fd, s->outspace, sizeof s->outspace);
   return 1;
 }
 
 /* One line of a reply into line (CRLF or LF taken off).  Returns its
  * length, -1 when the connection ended or broke (errno; EPIPE at the
- * end), -2 when it is longer than SUBMIT_LINEMAX. */
+ * end), -2 when it is longer than REPLY_MAXLINE. */
 static ssize_t submit_getline(struct submit *s, char *line)
 {
   size_t got = 0;
@@ -111,7 +84,7 @@ static ssize_t submit_getline(struct submit *s, char *line)
     p = buffer_peek(&s->in);
     lf = byte_chr(p, (size_t)n, '\n');
     take = lf < (size_t)n ? lf : (size_t)n;
-    if (take > SUBMIT_LINEMAX - got) return -2;
+    if (take > REPLY_MAXLINE - got) return -2;
     byte_copy(line + got, take, p);
     got += take;
     buffer_seek(&s->in, lf < (size_t)n ? take + 1 : take);
@@ -121,45 +94,19 @@ static ssize_t submit_getline(struct submit *s, char *line)
   return (ssize_t)got;
 }
 
-static int submit_isdigit(char c) { return c >= '0' && c <= '9'; }
-
 int submit_reply(struct submit *s)
 {
-  static char line[SUBMIT_LINEMAX];
-  int code = 0;
-  s->textlen = 0;
-  for (unsigned lines = 0;; lines++) {
+  static char line[REPLY_MAXLINE];
+  int r;
+  s->nlines = 0;
+  do {
     ssize_t n = submit_getline(s, line);
-    size_t len;
-    int c;
     if (n == -1) return 0;
-    if (n == -2 || lines == SUBMIT_LINES) return -1;
-    len = (size_t)n;
-    if (len < 3 || line[0] < '2' || line[0] > '5' || !submit_isdigit(line[1]) || !submit_isdigit(line[2]) ||
-        (len > 3 && line[3] != ' ' && line[3] != '-'))
-      return -1;
-    c = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-    if (code && c != code) return -1;
-    code = c;
-    /* the reply as text: the first line whole, the text of the others
-     * after a blank; cut short */
-    {
-      const char *t = line;
-      size_t tl = len;
-      if (s->textlen) {
-        t = line + (len > 4 ? 4 : len);
-        tl = len > 4 ? len - 4 : 0;
-        if (s->textlen < SUBMIT_TEXTMAX) s->text[s->textlen++] = ' ';
-      }
-      if (tl > SUBMIT_TEXTMAX - s->textlen) tl = SUBMIT_TEXTMAX - s->textlen;
-      byte_copy(s->text + s->textlen, tl, t);
-      s->textlen += tl;
-    }
-    /* nothing but printable ASCII goes on to our log line */
-    for (size_t i = 0; i < s->textlen; i++)
-      if ((unsigned char)s->text[i] < 32 || (unsigned char)s->text[i] > 126) s->text[i] = '?';
-    if (len == 3 || line[3] == ' ') return code;
-  }
+    if (n == -2) return -1;
+    r = reply_line(&s->code, &s->nlines, &s->text, line, (size_t)n);
+    if (r == -1) return -1;
+  } while (r == 0);
+  return s->code >= 200 ? s->code : -1;
 }
 
 int submit_command(struct submit *s, const char *line, size_t len)
@@ -175,7 +122,7 @@ int submit_data(struct submit *s, int fd)
   static char space[65536];
   buffer b;
   int bol = 1;
-  buffer_init(&b, submit_read, fd, space, sizeof space);
+  buffer_init(&b, sendmail_read, fd, space, sizeof space);
   for (;;) {
     ssize_t n = buffer_feed(&b);
     const char *p;
@@ -222,13 +169,13 @@ int submit_proxy(int sock)
       return 0;
     }
     if (p[1].revents) {
-      ssize_t n = submit_read(sock, buf, sizeof buf);
+      ssize_t n = sendmail_read(sock, buf, sizeof buf);
       if (n < 0) return 0;
       if (n == 0) return 1;   /* smtpd ended the session */
-      if (!submit_writeall(1, buf, (size_t)n)) return 0;
+      if (fsync_writeall(1, buf, (size_t)n) == -1) return 0;
     }
     if (inopen && p[0].revents) {
-      ssize_t n = submit_read(0, buf, sizeof buf);
+      ssize_t n = sendmail_read(0, buf, sizeof buf);
       if (n < 0) return 0;
       if (n == 0) {
         /* the client is done: smtpd sees the end, answers what is
@@ -237,7 +184,7 @@ int submit_proxy(int sock)
         if (shutdown(sock, SHUT_WR) == -1) return 0;
         continue;
       }
-      if (!submit_writeall(sock, buf, (size_t)n)) return 0;
+      if (fsync_writeall(sock, buf, (size_t)n) == -1) return 0;
     }
   }
 }
