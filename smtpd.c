@@ -905,11 +905,17 @@ static int tls_line(int fd, char *line, size_t size)
   return (int)n;
 }
 
-static void tls_why(const char *line, int n)
+static void tls_failed(const char *why)
 {
   smtpd_log("tls-failed");
-  log_str("error", n > 1 && line[0] == 'F' ? line + 1 : n < 0 ? "dopis-tlsd ended" : "dopis-tlsd said nonsense");
+  log_str("error", why);
   log_end();
+}
+
+/* What a line that is not the one expected says went wrong. */
+static const char *tls_why(const char *line, int n)
+{
+  return n > 1 && line[0] == 'F' ? line + 1 : n < 0 ? "dopis-tlsd ended" : "dopis-tlsd said nonsense";
 }
 
 /* Starts dopis-tlsd on the client's connection and waits until it has
@@ -920,14 +926,12 @@ static int tls_begin(void)
   char line[400];
   int n, plain = deliverpipe_tls();
   if (plain == -1) {
-    smtpd_log("tls-failed");
-    log_str("error", strerror(errno));
-    log_end();
+    tls_failed(strerror(errno));
     return -1;
   }
   n = tls_line(plain, line, sizeof line);
   if (n != 1 || line[0] != 'R') {
-    tls_why(line, n);
+    tls_failed(tls_why(line, n));
     close(plain);
     deliverpipe_tlswait();
     return -1;
@@ -944,21 +948,19 @@ static int tls_finish(int plain)
   int n;
   size_t v;
   if (dup2(plain, 0) == -1 || dup2(plain, 1) == -1) {
-    smtpd_log("tls-failed");
-    log_str("error", strerror(errno));
-    log_end();
+    tls_failed(strerror(errno));
     return 0;
   }
   close(plain);
   tlson = 1;      /* from now on the connection is dopis-tlsd's to end */
   n = tls_line(0, line, sizeof line);
   if (n < 2 || line[0] != 'T') {
-    tls_why(line, n);
+    tls_failed(tls_why(line, n));
     return 0;
   }
   v = str_chr(line + 1, ' ');
   if (!line[1 + v] || v >= sizeof tlsversion || str_len(line + 2 + v) >= sizeof tlscipher) {
-    tls_why("Fdopis-tlsd said nonsense", 25);
+    tls_failed("dopis-tlsd said nonsense");
     return 0;
   }
   byte_copy(tlsversion, v, line + 1);
@@ -1438,9 +1440,7 @@ int main(void)
     /* implicit TLS (RFC 8314): the handshake comes before the greeting */
     int plain;
     if (!cfg.tls_cert.len) {
-      smtpd_log("tls-failed");
-      log_str("error", "DOPIS_MODE=submissions needs tls_cert and tls_key");
-      log_end();
+      tls_failed("DOPIS_MODE=submissions needs tls_cert and tls_key");
       _exit(EX_CONFIG);
     }
     if ((plain = tls_begin()) == -1) smtpd_exit(EX_TEMPFAIL);
